@@ -1,0 +1,1 @@
+"""Config tree of wantrain, packaged as `wantrain.conf` (see pyproject)."""

@@ -1,0 +1,150 @@
+"""`python -m wantrain COMMAND [ACTION] [hydra overrides]`: take the command off argv, then hand over to Hydra."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from wantrain.config_tree import config_dir, list_experiments
+
+
+class Command(NamedTuple):
+    """One CLI command: its module, its top-level config, and the actions it takes."""
+
+    summary: str
+    config_name: str = "config"
+    actions: tuple[str, ...] = ()
+    action_group: str | None = None  # the action selects this config group (`bench data` == `bench=data`)
+
+
+COMMANDS: dict[str, Command] = {
+    "fit": Command("train a stage (default: the video diffusion model on the synthetic set)"),
+    "validate": Command("run the validation loop of a checkpoint (ckpt_path=...)"),
+    "test": Command("evaluate a checkpoint on a shard set and write metrics JSON"),
+    "sample": Command("generate an mp4 from an image and a prompt", "sample"),
+    "encode": Command("cache frozen T5/DiT embeddings into shards"),
+    "bench": Command("benchmarks: data | unet | upsampler | step", "bench",
+                     ("data", "unet", "upsampler", "step"), "bench"),
+    "shards": Command("write shards: synthetic | from-folder", "shards", ("synthetic", "from-folder")),
+}
+
+
+class UsageError(Exception):
+    """A bad command line; the message is one line and the exit code is 2."""
+
+
+def usage() -> str:
+    """The text printed by `python -m wantrain` and `--help`."""
+    width = max(map(len, COMMANDS))
+    lines = ["usage: python -m wantrain COMMAND [ACTION] [key=value ...] [+experiment=NAME]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {cmd.summary}" for name, cmd in COMMANDS.items()]
+    lines += ["", "experiments (+experiment=NAME):"]
+    lines += [f"  {name}" for name in list_experiments()] or ["  (none)"]
+    lines += ["", "Overrides are Hydra's: model.optimizer.lr=3e-4 trainer=ddp logger=csv data.batch_size=8.",
+              "`python -m wantrain fit --cfg job` prints the composed config; `--help` shows this text."]
+    return "\n".join(lines)
+
+
+def split_argv(argv: Sequence[str]) -> tuple[str, str | None, list[str]]:
+    """Split `COMMAND [ACTION] overrides...` into its three parts, or raise UsageError."""
+    if not argv:
+        raise UsageError("no command given")
+    name, rest = argv[0], list(argv[1:])
+    if name not in COMMANDS:
+        raise UsageError(f"unknown command '{name}'; choose one of: {', '.join(COMMANDS)}")
+    command = COMMANDS[name]
+    action = None
+    if command.actions:
+        if not rest or rest[0] not in command.actions:
+            got = f"'{rest[0]}'" if rest else "nothing"
+            raise UsageError(f"'{name}' needs an action ({' | '.join(command.actions)}), got {got}")
+        action = rest.pop(0)
+    return name, action, rest
+
+
+def check_experiments(overrides: Sequence[str]) -> None:
+    """Fail early, in one line, on `+experiment=NAME` where NAME has no file in conf/experiment/."""
+    known = list_experiments()
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.lstrip("+~") == "experiment" and value and value not in known:
+            raise UsageError(f"unknown experiment '{value}'; known: {', '.join(known)} (files in conf/experiment/)")
+
+
+def check_overrides(config_name: str, overrides: list[str]) -> None:
+    """Compose once with the compose API so a bad override fails in one line, before Hydra runs."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if any(item.startswith("-") for item in overrides):
+        return  # Hydra flags (--cfg, --multirun, ...) and sweeps are Hydra's to parse
+    try:
+        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+            compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        message = "; ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        cause = err.__cause__
+        if cause is not None and str(cause) not in message:
+            message += f" ({str(cause).splitlines()[0]})"
+        raise UsageError(f"bad override: {message}") from err
+
+
+def run_command(name: str, action: str | None, overrides: list[str]) -> None:
+    """Run one command through Hydra with argv holding only the overrides while Hydra parses them."""
+    import hydra
+    from omegaconf import DictConfig
+
+    from wantrain.errors import WantrainError
+
+    command = COMMANDS[name]
+    module = importlib.import_module(f"wantrain.commands.{name.replace('-', '_')}")
+    full_argv = list(sys.argv)
+
+    @hydra.main(config_path=str(config_dir()), config_name=command.config_name, version_base="1.3")
+    def task(cfg: DictConfig) -> None:
+        # Lightning relaunches DDP ranks from sys.argv: give it back the full command line.
+        sys.argv[:] = full_argv
+        try:
+            module.run(cfg, action)
+        except (WantrainError, FileNotFoundError) as err:
+            if os.environ.get("WANTRAIN_TRACEBACK"):
+                raise
+            print(f"wantrain: error: {err}", file=sys.stderr)
+            raise SystemExit(1) from None
+
+    sys.argv[:] = [full_argv[0], *overrides]
+    try:
+        task()
+    finally:
+        sys.argv[:] = full_argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `python -m wantrain` and the `wantrain` script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    from wantrain.commands.launch import prepare_launch
+
+    prepare_launch()
+    try:
+        name, action, overrides = split_argv(argv)
+        check_experiments(overrides)
+        if COMMANDS[name].action_group:
+            overrides = [f"{COMMANDS[name].action_group}={action}", *overrides]
+        check_overrides(COMMANDS[name].config_name, overrides)
+    except UsageError as err:
+        print(f"wantrain: error: {err}", file=sys.stderr)
+        return 2
+    sys.argv[1:] = argv
+    run_command(name, action, overrides)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,20 @@
+"""`python -m wantrain fit`: train the configured stage."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from wantrain.commands.instantiate import build_trainer
+from wantrain.commands.run_setup import start_run
+from wantrain.training.resume import resolve_ckpt_path
+
+
+def run(cfg: DictConfig, action: str | None = None) -> None:
+    """Build data, model and Trainer from the config and fit, resuming per `ckpt_path`."""
+    run_dir = start_run(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, cfg.trainer.get("max_steps"))
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    trainer = build_trainer(cfg)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

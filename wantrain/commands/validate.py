@@ -1,0 +1,21 @@
+"""`python -m wantrain validate ckpt_path=...`: the validation loop of a checkpoint."""
+
+from __future__ import annotations
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from wantrain.commands.instantiate import build_trainer
+from wantrain.commands.run_setup import start_run
+from wantrain.errors import WantrainError
+from wantrain.training.resume import resolve_ckpt_path
+
+
+def run(cfg: DictConfig, action: str | None = None) -> None:
+    """Validate the checkpoint named by `ckpt_path` (or the newest in `run_dir` with `auto`)."""
+    run_dir = start_run(cfg)
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir)
+    if ckpt_path is None:
+        raise WantrainError(f"no checkpoint to validate in {run_dir}/checkpoints; pass ckpt_path=PATH/TO.ckpt")
+    trainer = build_trainer(cfg)
+    trainer.validate(instantiate(cfg.model), datamodule=instantiate(cfg.data), ckpt_path=ckpt_path)

@@ -1,0 +1,51 @@
+"""`ckpt_path=auto`: resume from the newest complete checkpoint of a run directory."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from wantrain.errors import WantrainError
+
+
+def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
+    """Complete checkpoints in a directory (last, hpc requeue and periodic ones), oldest first."""
+    if not ckpt_dir.is_dir():
+        return []
+    # Writers save to a temporary name and rename, so every `*.ckpt` here is complete.
+    found = [p for p in ckpt_dir.glob("*.ckpt") if p.is_file() and p.stat().st_size > 0]
+    return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The global step stored in a Lightning checkpoint, read without loading the tensors into memory."""
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
+    except Exception as err:  # an unreadable file is reported by Lightning when it loads it
+        warnings.warn(f"could not read the step of {path}: {err}", stacklevel=2)
+        return None
+    return int(state.get("global_step", 0))
+
+
+def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path, max_steps: int | None = None) -> str | None:
+    """Turn the `ckpt_path` setting into a file to resume from, or None for a fresh start."""
+    if ckpt_path in (None, "", "null", "none"):
+        return None
+    if ckpt_path != "auto":
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise WantrainError(f"checkpoint {path} does not exist; give an existing .ckpt or ckpt_path=auto")
+        return str(path)
+    candidates = checkpoint_candidates(Path(run_dir) / "checkpoints")
+    if not candidates:
+        return None
+    newest = candidates[-1]
+    step = checkpoint_step(newest)
+    if max_steps is not None and max_steps > 0 and step is not None and step >= max_steps:
+        raise WantrainError(
+            f"the run in {run_dir} already finished (step {step} >= trainer.max_steps={max_steps}); "
+            "start a new run with run_name=NEW or raise trainer.max_steps to train on"
+        )
+    return str(newest)
