@@ -1,0 +1,92 @@
+"""Data pipeline benchmark: clips/s of decode+sample+resize+crop+batch vs raw decoding, workers, clip length."""
+
+from __future__ import annotations
+
+import random
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from wantrain.data.clips import frame_step, sample_window
+from wantrain.data.dataset import ShardLoader, VideoShardDataset
+from wantrain.data.samples import SampleDecoder
+from wantrain.data.shards import expand_shard_spec
+from wantrain.data.synthetic import clip_spec, encode_mp4, render_clip, write_synthetic_dataset
+from wantrain.data.video import open_video
+
+
+def _videos(shards: list[str]) -> list[bytes]:
+    out = []
+    for url in shards:
+        with tarfile.open(url) as tar:
+            out += [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".mp4")]
+    return out
+
+
+def _raw_decode(videos: list[bytes], num_frames: int, stride: int, backend: str) -> tuple[float, float]:
+    """Seconds to decode the centred window of every clip (no resize, no batching); frames decoded per clip."""
+    decoded, start = 0, time.perf_counter()
+    for data in videos:
+        reader = open_video(data, backend)
+        idx = sample_window(reader.meta.num_frames, num_frames, frame_step(reader.meta.fps, stride))
+        reader.get_frames(idx)
+        decoded += reader.frames_decoded
+        reader.close()
+    return time.perf_counter() - start, decoded / len(videos)
+
+
+def _pipeline(shards: list[str], decoder: SampleDecoder, batch_size: int, workers: int) -> tuple[float, int]:
+    """Seconds for one full pass (after a warm-up pass that starts the workers) and clips produced."""
+    ds = VideoShardDataset(shards, decoder, batch_size, train=False, rank=0, world_size=1)
+    loader = ShardLoader(ds, num_workers=workers, persistent_workers=True)
+    sum(len(b["key"]) for b in loader)  # warm-up: start workers, fill page cache
+    start = time.perf_counter()
+    clips = sum(len(b["key"]) for b in loader)
+    return time.perf_counter() - start, clips
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    """Rows: raw decode, pipeline in-process and per worker count (ratios), long vs short clip cost."""
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if cfg.get("shards"):
+            shards = expand_shard_spec(cfg.shards)
+        else:
+            m = write_synthetic_dataset(Path(tmp) / "syn", num_clips=int(cfg.num_clips), num_val_clips=0,
+                                        shard_size=int(cfg.shard_size), num_frames=int(cfg.source_frames),
+                                        size=int(cfg.source_size), fps=8, gop=int(cfg.gop), seed=int(cfg.get("seed", 0)))
+            shards = [str(Path(tmp) / "syn" / s) for s in m["train"]]
+        videos = _videos(shards)
+        T, stride, res, backend = int(cfg.num_frames), int(cfg.frame_stride), int(cfg.resolution), str(cfg.backend)
+        raw_s, raw_frames = min(_raw_decode(videos, T, stride, backend) for _ in range(int(cfg.repeats)))
+        raw_rate = len(videos) / raw_s
+        common = {"clips": len(videos), "window": f"{T}x{res}x{res} stride {stride}", "backend": backend}
+        rows.append({"name": "raw decode (window only)", "clips_per_s": round(raw_rate, 1), "ratio": 1.0,
+                     "frames_decoded_per_clip": round(raw_frames, 1), **common})
+        one_worker = None
+        for workers in [0, *[int(w) for w in cfg.workers]]:
+            decoder = SampleDecoder(num_frames=T, resolution=res, frame_stride=stride, backend=backend)
+            secs, clips = min(_pipeline(shards, decoder, int(cfg.batch_size), workers) for _ in range(int(cfg.repeats)))
+            rate = clips / secs
+            if workers == 1:
+                one_worker = rate
+            row = {"name": f"pipeline, {workers} worker(s)" if workers else "pipeline, in-process",
+                   "clips_per_s": round(rate, 1), "ratio": round(rate / raw_rate, 2), **common}
+            if workers > 1 and one_worker:
+                row["speedup_vs_1_worker"] = round(rate / one_worker, 2)
+            rows.append(row)
+        spec = clip_spec(0, 0)
+        for name, length in (("short", int(cfg.source_frames)), ("long", int(cfg.long_frames))):
+            data = encode_mp4(render_clip(spec, 0, 0, length, int(cfg.source_size)), gop=int(cfg.gop))
+            decoder = SampleDecoder(num_frames=T, resolution=res, frame_stride=stride, backend=backend)
+            rng, n = random.Random(0), int(cfg.length_trials)
+            start = time.perf_counter()
+            for _ in range(n):
+                decoder({"__key__": name, "__url__": "", "mp4": data, "txt": b"x"}, rng)
+            ms = (time.perf_counter() - start) / n * 1000
+            rows.append({"name": f"{name} clip ({length} frames), same window", "ms_per_clip": round(ms, 2),
+                         "frames_decoded_per_clip": round(decoder.frames_decoded / n, 1), **common})
+    return rows

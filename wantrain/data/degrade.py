@@ -1,0 +1,187 @@
+"""HR -> LR degradation for upsampler training: downsample, blur, noise, JPEG/codec, noise augmentation, crops.
+
+Pure functions on videos (B, C, T, H, W) in [-1, 1]; randomness only from the given torch.Generator.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(B, C, T, H, W) -> ((B*T, C, H, W), T)."""
+    if x.dim() != 5:
+        raise ValueError(f"degradation expects a video (B, C, T, H, W), got {tuple(x.shape)}")
+    return x.transpose(1, 2).flatten(0, 1), x.shape[2]
+
+
+def _video(f: torch.Tensor, t: int) -> torch.Tensor:
+    """(B*T, C, H, W) -> (B, C, T, H, W)."""
+    return f.unflatten(0, (-1, t)).transpose(1, 2)
+
+
+def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+
+def downsample(x: torch.Tensor, factor: int = 2, mode: str = "area") -> torch.Tensor:
+    """(B, C, T, H, W) -> (B, C, T, H/f, W/f) by 'area', 'bicubic' (antialiased) or 'bilinear' (antialiased)."""
+    f, t = _frames(x)
+    if f.shape[-1] % factor or f.shape[-2] % factor:
+        raise ValueError(f"frame size {tuple(f.shape[-2:])} is not divisible by {factor}: crop or resize first")
+    if mode == "area":
+        y = F.avg_pool2d(f, factor)
+    elif mode in ("bicubic", "bilinear"):
+        size = (f.shape[-2] // factor, f.shape[-1] // factor)
+        y = F.interpolate(f, size=size, mode=mode, align_corners=False, antialias=True)
+    else:
+        raise ValueError(f"unknown downsample mode {mode!r}: use 'area', 'bicubic' or 'bilinear'")
+    return _video(y, t).clamp(-1, 1)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each clip (B, C, T, H, W) with its own isotropic Gaussian sigma (B,) in pixels (0 = unchanged)."""
+    b, c, t, h, w = x.shape
+    radius = max(1, int(math.ceil(3 * float(sigma.max()))))
+    coords = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    s = sigma.float().clamp_min(1e-6)[:, None]
+    k = torch.exp(-0.5 * (coords[None] / s) ** 2)
+    k = (k / k.sum(1, keepdim=True)).to(x.dtype).to(x.device)  # (B, K)
+    # grouped separable conv: one group per (clip, channel)
+    v = x.reshape(1, b * c, t, h, w)
+    kh = k.repeat_interleave(c, 0)[:, None, None, :, None]  # (B*C, 1, 1, K, 1)
+    kw = k.repeat_interleave(c, 0)[:, None, None, None, :]
+    v = F.conv3d(F.pad(v, (0, 0, radius, radius, 0, 0), mode="replicate"), kh, groups=b * c)
+    v = F.conv3d(F.pad(v, (radius, radius, 0, 0, 0, 0), mode="replicate"), kw, groups=b * c)
+    return v.reshape(b, c, t, h, w)
+
+
+def add_noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add Gaussian noise with per-clip std sigma (B,) (in [-1, 1] units), clamp to [-1, 1]."""
+    eps = torch.randn(x.shape, generator=generator).to(x)
+    return (x + sigma.to(x)[:, None, None, None, None] * eps).clamp(-1, 1)
+
+
+def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """JPEG-compress every frame of each clip with its quality (B,) in 1..100 (Pillow/libjpeg, 4:2:0)."""
+    import numpy as np
+    from PIL import Image
+
+    b, c, t, h, w = x.shape
+    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
+    out = torch.empty_like(u8)  # (B, T, H, W, C)
+    for i in range(b):
+        for j in range(t):
+            buf = io.BytesIO()
+            Image.fromarray(u8[i, j].numpy()).save(buf, format="JPEG", quality=int(quality[i]))
+            out[i, j] = torch.from_numpy(np.asarray(Image.open(buf).convert("RGB")).copy())
+    return (out.permute(0, 4, 1, 2, 3).float() / 127.5 - 1).to(x)
+
+
+def codec_compress(x: torch.Tensor, crf: torch.Tensor, codec: str = "libx264") -> torch.Tensor:
+    """Encode/decode each clip in memory with PyAV (`codec`, per-clip CRF (B,)); needs even H and W."""
+    import av
+    import numpy as np
+
+    b, c, t, h, w = x.shape
+    if h % 2 or w % 2:
+        raise ValueError(f"codec compression needs even frame sizes, got {(h, w)}: crop first")
+    u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
+    out = torch.empty_like(u8)
+    for i in range(b):
+        buf = io.BytesIO()
+        with av.open(buf, "w", format="mp4") as box:
+            stream = box.add_stream(codec, rate=8)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.options = {"crf": str(int(crf[i]))}
+            for j in range(t):
+                box.mux(stream.encode(av.VideoFrame.from_ndarray(u8[i, j].numpy(), format="rgb24")))
+            box.mux(stream.encode(None))
+        buf.seek(0)
+        with av.open(buf, "r") as box:
+            dec = [torch.from_numpy(np.ascontiguousarray(fr.to_ndarray(format="rgb24"))) for fr in box.decode(video=0)]
+        dec = (dec + dec[-1:] * t)[:t]  # pad with the last frame should a decoder return fewer frames
+        out[i] = torch.stack(dec)
+    return (out.permute(0, 4, 1, 2, 3).float() / 127.5 - 1).to(x)
+
+
+def noise_augment(x: torch.Tensor, level: torch.Tensor,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """Imagen-style conditioning augmentation: cos(πs/2)·x + sin(πs/2)·ε for level s (B,) in [0, 1]."""
+    a = torch.cos(level.float() * math.pi / 2).to(x)[:, None, None, None, None]
+    s = torch.sin(level.float() * math.pi / 2).to(x)[:, None, None, None, None]
+    return a * x + s * torch.randn(x.shape, generator=generator).to(x)
+
+
+def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None,
+                multiple: int = 8) -> torch.Tensor:
+    """Random spatial crop (B, C, T, size, size), one offset per clip (same over T), offsets multiples of `multiple`."""
+    b, c, t, h, w = x.shape
+    if size > h or size > w:
+        raise ValueError(f"crop {size} is larger than the frames {(h, w)}: lower the crop size")
+    if size == h and size == w:
+        return x
+    ys = torch.randint(0, (h - size) // multiple + 1, (b,), generator=generator) * multiple
+    xs = torch.randint(0, (w - size) // multiple + 1, (b,), generator=generator) * multiple
+    return torch.stack([x[i, :, :, ys[i]:ys[i] + size, xs[i]:xs[i] + size] for i in range(b)])
+
+
+@dataclass
+class DegradeConfig:
+    """Parameters of `degrade` (probabilities per clip; ranges sampled uniformly)."""
+
+    scale: int = 2
+    mode: str = "area"
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.2, 1.2)
+    noise_prob: float = 0.0
+    noise_sigma: tuple[float, float] = (0.0, 0.04)
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (40, 95)
+    codec_prob: float = 0.0
+    codec_crf: tuple[int, int] = (18, 32)
+    noise_aug_max: float = 0.0
+
+
+def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """HR (B, C, T, H, W) -> (LR (B, C, T, H/s, W/s), noise-augmentation level (B,) in [0, 1]).
+
+    LR is in [-1, 1] except for the (unclamped, Imagen-style) Gaussian noise augmentation.
+
+    Order (Real-ESRGAN first order): blur -> downsample -> noise -> JPEG -> codec -> noise augmentation.
+    """
+    cfg = cfg or DegradeConfig()
+    b = hr.shape[0]
+
+    def pick(p: float) -> torch.Tensor:
+        return torch.rand(b, generator=generator) < p
+
+    x = hr
+    if cfg.blur_prob > 0:
+        on = pick(cfg.blur_prob)
+        sigma = _uniform(b, *cfg.blur_sigma, generator) * on
+        x = torch.where(on.to(x.device)[:, None, None, None, None], gaussian_blur(x, sigma), x) if on.any() else x
+    x = downsample(x, cfg.scale, cfg.mode)
+    if cfg.noise_prob > 0:
+        sigma = _uniform(b, *cfg.noise_sigma, generator) * pick(cfg.noise_prob)
+        x = add_noise(x, sigma, generator)
+    if cfg.jpeg_prob > 0:
+        on = pick(cfg.jpeg_prob)
+        q = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (b,), generator=generator)
+        if on.any():
+            x = torch.where(on.to(x.device)[:, None, None, None, None], jpeg_compress(x, q), x)
+    if cfg.codec_prob > 0:
+        on = pick(cfg.codec_prob)
+        crf = torch.randint(cfg.codec_crf[0], cfg.codec_crf[1] + 1, (b,), generator=generator)
+        if on.any():
+            x = torch.where(on.to(x.device)[:, None, None, None, None], codec_compress(x, crf), x)
+    level = _uniform(b, 0.0, cfg.noise_aug_max, generator) if cfg.noise_aug_max > 0 else torch.zeros(b)
+    if cfg.noise_aug_max > 0:
+        x = noise_augment(x, level, generator)
+    return x, level.to(hr.device)

@@ -1,0 +1,153 @@
+"""Turn one raw shard sample (member bytes) into tensors, or raise SkipError with the reason."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from wantrain.data.clips import as_size, cover_size, crop_box, frame_step, resize_crop, sample_window, scale_box, to_unit
+from wantrain.data.skips import SkipError
+from wantrain.data.video import VIDEO_EXTENSIONS, FramesOutOfRange, VideoDecodeError, open_video
+
+IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+
+
+@dataclass
+class SampleDecoder:
+    """Decode + sample + resize/crop one sample: {video (3,T,H,W), image (3,H,W), caption, key, <emb>...}."""
+
+    num_frames: int = 16
+    resolution: int | tuple[int, int] = 64
+    frame_stride: int = 1
+    fps: float | None = None
+    loop_short_clips: bool = False
+    embeddings: tuple[str, ...] = ()
+    backend: str = "pyav"
+    image_from: str = "frame"  # "frame": first sampled frame; "jpg": KEY.jpg when present
+    frames_decoded: int = field(default=0, compare=False)  # running cost counter (frames the decoder produced)
+
+    def __post_init__(self) -> None:
+        self.size = as_size(self.resolution)
+        self.embeddings = tuple(self.embeddings)
+        if self.image_from not in ("frame", "jpg"):
+            raise ValueError(f"image_from must be 'frame' or 'jpg', got {self.image_from!r}")
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+
+    def wanted(self, ext: str) -> bool:
+        """Tar member extensions this decoder reads (everything else is never loaded)."""
+        if ext in VIDEO_EXTENSIONS or ext in ("txt", "json"):
+            return True
+        if self.image_from == "jpg" and ext in IMAGE_EXTENSIONS:
+            return True
+        return ext.endswith(".npy") and ext[: -len(".npy")] in self.embeddings
+
+    def __call__(self, raw: dict, rng: random.Random | None = None) -> dict:
+        """Decode `raw`; `rng` picks a random window/crop (train), None centres them (val)."""
+        members = {k: v for k, v in raw.items() if not k.startswith("__")}
+        empty = [k for k, v in members.items() if len(v) == 0]
+        if empty:
+            raise SkipError("zero_size", f"zero-size member(s) {', '.join(sorted(empty))}")
+        video_ext = next((e for e in VIDEO_EXTENSIONS if e in members), None)
+        if video_ext is None:
+            raise SkipError("missing_video", f"no video member among {sorted(members)}")
+        meta = self._json(members.get("json"))
+        caption = self._caption(members.get("txt"), meta)
+        out = {"key": raw["__key__"], "caption": caption}
+        for name in self.embeddings:
+            out[name] = self._embedding(name, members.get(f"{name}.npy"))
+        video, box, src = self._video(members[video_ext], rng)
+        out["video"] = video  # (3, T, H, W)
+        out["image"] = self._image(members, box, src) if self.image_from == "jpg" else video[:, 0].clone()
+        return out
+
+    @staticmethod
+    def _json(data: bytes | None) -> dict:
+        if data is None:
+            return {}
+        try:
+            meta = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise SkipError("bad_json", f"bad json: {exc}") from exc
+        if not isinstance(meta, dict):
+            raise SkipError("bad_json", f"json is a {type(meta).__name__}, not an object")
+        return meta
+
+    @staticmethod
+    def _caption(data: bytes | None, meta: dict) -> str:
+        caption = ""
+        if data is not None:
+            try:
+                caption = data.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise SkipError("missing_caption", f"caption is not utf-8: {exc}") from exc
+        if not caption and isinstance(meta.get("caption"), str):
+            caption = meta["caption"].strip()
+        if not caption:
+            raise SkipError("missing_caption", "no caption (.txt or json 'caption')")
+        return caption
+
+    @staticmethod
+    def _embedding(name: str, data: bytes | None) -> torch.Tensor:
+        if data is None:
+            raise SkipError("missing_embedding", f"no cached {name}.npy")
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise SkipError("bad_embedding", f"{name}.npy: {exc}") from exc
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating) or arr.shape[0] == 0:
+            raise SkipError("bad_embedding", f"{name}.npy has shape {arr.shape} dtype {arr.dtype}; want (L, D) float")
+        return torch.from_numpy(arr.astype(np.float32))
+
+    def _video(self, data: bytes, rng: random.Random | None) -> tuple[torch.Tensor, tuple, tuple[int, int]]:
+        try:
+            reader = open_video(data, self.backend)
+        except VideoDecodeError as exc:
+            raise SkipError("undecodable_video", str(exc)) from exc
+        try:
+            step = frame_step(reader.meta.fps, self.frame_stride, self.fps)
+            frames = None
+            n = reader.meta.num_frames or 1_000_000_000  # unknown length: the first try finds the real one
+            for _attempt in range(2):
+                indices = sample_window(n, self.num_frames, step, rng, self.loop_short_clips)
+                if indices is None:
+                    raise SkipError("too_short", f"{n} frames < window of {self.num_frames} x step {step:g}")
+                try:  # decode + scale to just cover the output: (T, H', W', 3) uint8
+                    frames = reader.get_frames(indices, cover_size(reader.meta.height, reader.meta.width, self.size))
+                    break
+                except FramesOutOfRange as exc:  # metadata overstated the length: retry with the real one
+                    self.frames_decoded += reader.frames_decoded
+                    reader.close()
+                    reader = open_video(data, self.backend)
+                    n = exc.num_frames
+            if frames is None:
+                raise SkipError("too_short", f"clip shorter than its metadata says ({n} frames)")
+        except VideoDecodeError as exc:
+            raise SkipError("undecodable_video", str(exc)) from exc
+        finally:
+            self.frames_decoded += reader.frames_decoded
+            reader.close()
+        src = frames.shape[1], frames.shape[2]
+        top, left, h, w = box = crop_box(src[0], src[1], self.size, rng)
+        if (h, w) != self.size:  # the decoder did not scale (unknown frame size): resize here
+            return resize_crop(frames, self.size, box), box, src
+        return to_unit(frames[:, top : top + h, left : left + w]), box, src  # (3, T, H, W)
+
+    def _image(self, members: dict, box: tuple, src: tuple[int, int]) -> torch.Tensor:
+        """The KEY.jpg conditioning frame, cropped like the video -> (3, H, W)."""
+        ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
+        if ext is None:
+            raise SkipError("bad_image", "image_from='jpg' but the sample has no jpg/png/webp")
+        from PIL import Image
+
+        try:
+            img = np.asarray(Image.open(io.BytesIO(members[ext])).convert("RGB"))
+        except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
+            raise SkipError("bad_image", f"cannot decode {ext}: {exc}") from exc
+        jbox = scale_box(box, src, img.shape[:2])
+        return resize_crop(img[None], self.size, jbox)[:, 0]

@@ -1,0 +1,127 @@
+"""VideoShardDataModule: WebDataset-style video shards (or the synthetic set) as a LightningDataModule."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import pytorch_lightning as pl
+
+from wantrain.data.dataset import ShardLoader, VideoShardDataset, dist_info
+from wantrain.data.samples import SampleDecoder
+from wantrain.data.shards import expand_shard_spec, is_remote
+from wantrain.data.synthetic import write_synthetic_dataset
+
+
+class VideoShardDataModule(pl.LightningDataModule):
+    """Train/val batches `{video, image, caption, key, <emb>, <emb>_mask, skipped}` from tar shards."""
+
+    def __init__(
+        self,
+        train_shards: str | Sequence[str] | None = None,
+        val_shards: str | Sequence[str] | None = None,
+        batch_size: int = 4,
+        num_workers: int = 2,
+        num_frames: int = 16,
+        resolution: int | Sequence[int] = 64,
+        frame_stride: int = 1,
+        fps: float | None = None,
+        samples_per_epoch: int = 256,
+        embeddings: Sequence[str] = (),
+        max_skip_fraction: float = 0.1,
+        loop_short_clips: bool = False,
+        seed: int = 0,
+        synthetic: dict | None = None,
+        val_batch_size: int | None = None,
+        test_shards: str | Sequence[str] | None = None,
+        resampled: bool = True,
+        shuffle_buffer: int = 32,
+        decode_backend: str = "pyav",
+        image_from: str = "frame",
+        persistent_workers: bool = True,
+        pin_memory: bool = False,
+    ) -> None:
+        super().__init__()
+        if train_shards is None and val_shards is None and test_shards is None:
+            raise ValueError("no shards configured; set data.train_shards (and data.val_shards)")
+        self.train_shards, self.val_shards, self.test_shards = train_shards, val_shards, test_shards
+        self.batch_size, self.val_batch_size = int(batch_size), int(val_batch_size or batch_size)
+        self.num_workers, self.samples_per_epoch = int(num_workers), int(samples_per_epoch)
+        self.num_frames = int(num_frames)
+        self.resolution = resolution if isinstance(resolution, int) else tuple(int(v) for v in resolution)
+        self.max_skip_fraction = float(max_skip_fraction)
+        self.seed, self.resampled, self.shuffle_buffer = int(seed), bool(resampled), int(shuffle_buffer)
+        self.synthetic = dict(synthetic) if synthetic is not None else None
+        self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
+        decoder_args = dict(
+            num_frames=self.num_frames, resolution=self.resolution, frame_stride=int(frame_stride),
+            fps=float(fps) if fps else None, loop_short_clips=bool(loop_short_clips),
+            embeddings=tuple(str(e) for e in embeddings), backend=decode_backend, image_from=image_from,
+        )
+        self.decoder_args = decoder_args
+        SampleDecoder(**decoder_args)  # validate arguments now
+        self.skip_totals: dict[str, int] = {}  # filled by SkippedSamplesMonitor (global counts per reason)
+
+    # -- shards -----------------------------------------------------------------------------------
+    def _missing(self) -> bool:
+        """True when a configured local shard does not exist."""
+        for spec in (self.train_shards, self.val_shards):
+            if spec is None:
+                continue
+            try:
+                urls = expand_shard_spec(spec, check=False)
+            except (OSError, ValueError):
+                return True
+            if not urls or any(not is_remote(u) and not os.path.isfile(u) for u in urls):
+                return True
+        return False
+
+    def prepare_data(self) -> None:
+        """Write the synthetic set when it is configured and its shards are missing (local rank 0 only)."""
+        if self.synthetic is not None and self._missing():
+            write_synthetic_dataset(**self.synthetic)
+
+    def _urls(self, spec, name: str) -> list[str]:
+        hint = " (or configure data.synthetic to generate them)" if self.synthetic is None else ""
+        try:
+            return expand_shard_spec(spec, check=True)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"data.{name}: {exc}{hint}") from None
+
+    def _rank(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is not None:
+            return trainer.global_rank, trainer.world_size
+        return dist_info()
+
+    def _loader(self, spec, name: str, train: bool) -> ShardLoader:
+        rank, world = self._rank()
+        batch_size = self.batch_size if train else self.val_batch_size
+        dataset = VideoShardDataset(
+            self._urls(spec, name), SampleDecoder(**self.decoder_args), batch_size, train=train,
+            resampled=self.resampled, seed=self.seed, rank=rank, world_size=world, shuffle_buffer=self.shuffle_buffer,
+        )
+        batches = None
+        if train and self.resampled:
+            batches = max(1, math.ceil(self.samples_per_epoch / (batch_size * world)))
+        return ShardLoader(dataset, num_workers=self.num_workers, batches_per_epoch=batches,
+                           persistent_workers=self.persistent_workers, pin_memory=self.pin_memory)
+
+    # -- loaders ----------------------------------------------------------------------------------
+    def train_dataloader(self) -> ShardLoader:
+        """Endless resampled shards cut into equal epochs per rank (samples_per_epoch / world_size each)."""
+        if self.train_shards is None:
+            raise ValueError("data.train_shards is not set; point it at your training shards")
+        if not self.resampled and self._rank()[1] > 1:
+            raise ValueError("data.resampled=false gives ranks unequal batch counts (DDP would hang); set data.resampled=true")
+        return self._loader(self.train_shards, "train_shards", train=True)
+
+    def val_dataloader(self) -> ShardLoader | list:
+        """One deterministic pass over the validation shards (split over ranks and workers)."""
+        return [] if self.val_shards is None else self._loader(self.val_shards, "val_shards", train=False)
+
+    def test_dataloader(self) -> ShardLoader | list:
+        """One deterministic pass over test_shards (the validation shards when unset)."""
+        spec = self.test_shards if self.test_shards is not None else self.val_shards
+        return [] if spec is None else self._loader(spec, "test_shards", train=False)
