@@ -1,0 +1,228 @@
+"""Tiny random encoders with the real architectures, saved in the real hub layouts (offline)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import torch
+
+MARKER = "wantrain_tiny.json"  # records how a tiny model was built; makes builds idempotent
+_LOCK = threading.Lock()  # seeding the global RNG is not thread-safe
+
+
+def _build_atomic(path: str | os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
+    """Run `write(tmp_dir)` then rename tmp_dir to `path`; reuse `path` if built with the same spec."""
+    path = Path(path)
+    marker = path / MARKER
+    if marker.exists():
+        found = json.loads(marker.read_text())
+        if found != spec:
+            raise ValueError(
+                f"{path} holds a tiny model built with {found}, not {spec}: remove it or pick another path"
+            )
+        return path
+    if path.exists() and any(path.iterdir()):
+        raise FileExistsError(f"{path} exists and is not a tiny wantrain model: remove it or pick another path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        with _LOCK, torch.random.fork_rng(devices=[]):  # leave the caller's RNG state alone
+            write(tmp)
+        (tmp / MARKER).write_text(json.dumps(spec, sort_keys=True))
+        if path.exists():  # an empty directory left by someone: replace it
+            path.rmdir()
+        os.rename(tmp, path)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if (path / MARKER).exists():  # another process won the race with the same build
+            return _build_atomic(path, spec, write)
+        raise
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _train_sentencepiece(out_dir: Path, captions: list[str], vocab_size: int) -> None:
+    """Train a unigram sentencepiece model on `captions` into out_dir/spiece.model (pad 0, eos 1, unk 2 as T5)."""
+    import sentencepiece as spm
+
+    if not captions:
+        raise ValueError("build_tiny_t5 needs a non-empty list of captions to train its tokenizer")
+    buf = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(captions),
+        model_writer=buf,
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        character_coverage=1.0,
+        hard_vocab_limit=False,  # small corpora yield fewer pieces than asked for
+        shuffle_input_sentence=False,
+        num_threads=1,  # deterministic
+        minloglevel=2,
+    )
+    (out_dir / "spiece.model").write_bytes(buf.getvalue())
+
+
+def _save_t5_family(
+    out: Path, captions: list[str], seed: int, kind: str, d_model: int, num_layers: int, num_heads: int, vocab_size: int
+) -> None:
+    """Write tokenizer (spiece.model + tokenizer.json + config) and a random encoder to `out`."""
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer, UMT5Config, UMT5EncoderModel
+
+    _train_sentencepiece(out, list(captions), vocab_size)
+    tok = T5Tokenizer.from_pretrained(str(out), extra_ids=0)
+    tok.save_pretrained(str(out))
+    cfg_cls, model_cls = (T5Config, T5EncoderModel) if kind == "t5" else (UMT5Config, UMT5EncoderModel)
+    config = cfg_cls(
+        vocab_size=len(tok),
+        d_model=d_model,
+        d_kv=d_model // num_heads,
+        d_ff=2 * d_model,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        relative_attention_num_buckets=8,
+        relative_attention_max_distance=32,
+        feed_forward_proj="gated-gelu",  # as t5-v1_1 / umt5
+        dropout_rate=0.0,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(seed)
+    model_cls(config).save_pretrained(str(out))
+
+
+def build_tiny_t5(
+    path: str | os.PathLike,
+    captions: Iterable[str],
+    seed: int = 0,
+    d_model: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = 256,
+) -> Path:
+    """Build a random T5 encoder + sentencepiece tokenizer (google/t5-v1_1 layout) at `path`; returns the path."""
+    captions = list(captions)
+    spec = dict(kind="t5", seed=seed, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                vocab_size=vocab_size, n_captions=len(captions), captions_hash=_hash(captions))
+    return _build_atomic(
+        path, spec, lambda out: _save_t5_family(out, captions, seed, "t5", d_model, num_layers, num_heads, vocab_size)
+    )
+
+
+def build_tiny_umt5(
+    path: str | os.PathLike,
+    captions: Iterable[str],
+    seed: int = 0,
+    d_model: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    vocab_size: int = 256,
+) -> Path:
+    """Build a random UMT5 encoder + sentencepiece tokenizer (google/umt5-xxl layout) at `path`; returns the path."""
+    captions = list(captions)
+    spec = dict(kind="umt5", seed=seed, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+                vocab_size=vocab_size, n_captions=len(captions), captions_hash=_hash(captions))
+    return _build_atomic(
+        path, spec, lambda out: _save_t5_family(out, captions, seed, "umt5", d_model, num_layers, num_heads, vocab_size)
+    )
+
+
+def _hash(captions: list[str]) -> str:
+    """Stable digest of a caption list (for the build marker)."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(captions).encode()).hexdigest()[:16]
+
+
+def build_tiny_dit(
+    path: str | os.PathLike,
+    seed: int = 0,
+    sample_size: int = 8,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    head_dim: int = 16,
+    num_classes: int = 10,
+) -> Path:
+    """Build a random DiT + AutoencoderKL (facebook/DiT-XL-2-256 layout: transformer/, vae/) at `path`.
+
+    The VAE downsamples by 8 like the real one, so images are `8 * sample_size` pixels
+    (64 by default) and give `(sample_size / 2) ** 2` tokens of width `num_heads * head_dim`.
+    """
+    from diffusers import AutoencoderKL, DiTTransformer2DModel
+
+    spec = dict(kind="dit", seed=seed, sample_size=sample_size, num_layers=num_layers, num_heads=num_heads,
+                head_dim=head_dim, num_classes=num_classes)
+
+    def write(out: Path) -> None:
+        torch.manual_seed(seed)
+        DiTTransformer2DModel(
+            num_attention_heads=num_heads,
+            attention_head_dim=head_dim,
+            in_channels=4,
+            out_channels=8,  # learned sigma, as DiT-XL/2
+            num_layers=num_layers,
+            sample_size=sample_size,
+            patch_size=2,
+            num_embeds_ada_norm=num_classes,
+        ).save_pretrained(str(out / "transformer"))
+        AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            block_out_channels=[8, 8, 16, 16],
+            layers_per_block=1,
+            latent_channels=4,
+            norm_num_groups=4,
+            sample_size=8 * sample_size,
+            scaling_factor=0.18215,
+        ).save_pretrained(str(out / "vae"))
+
+    return _build_atomic(path, spec, write)
+
+
+def build_tiny_clip(
+    path: str | os.PathLike,
+    seed: int = 0,
+    image_size: int = 32,
+    patch_size: int = 8,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+) -> Path:
+    """Build a random CLIP (laion/CLIP-ViT-H-14 layout: CLIPModel config.json + preprocessor_config.json) at `path`."""
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel
+
+    spec = dict(kind="clip", seed=seed, image_size=image_size, patch_size=patch_size, hidden_size=hidden_size,
+                num_layers=num_layers, num_heads=num_heads)
+
+    def write(out: Path) -> None:
+        config = CLIPConfig(
+            text_config=dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, max_position_embeddings=16),
+            vision_config=dict(hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                               num_hidden_layers=num_layers, num_attention_heads=num_heads,
+                               image_size=image_size, patch_size=patch_size, hidden_act="gelu"),
+            projection_dim=16,
+        )
+        torch.manual_seed(seed)
+        CLIPModel(config).save_pretrained(str(out))
+        CLIPImageProcessor(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+        ).save_pretrained(str(out))
+
+    return _build_atomic(path, spec, write)
