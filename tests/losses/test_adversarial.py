@@ -1,0 +1,50 @@
+"""GAN losses: values, signs of gradients, and the R1 penalty."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wantrain.losses.adversarial import AdversarialLoss, discriminator_loss, generator_loss, r1_penalty
+
+
+@pytest.mark.parametrize("kind", ["nonsaturating", "hinge", "lsgan"])
+def test_generator_gradient_pushes_fake_logits_up(kind: str) -> None:
+    fake = torch.tensor([-2.0, 0.0, 0.5], requires_grad=True)
+    generator_loss(fake, kind).backward()
+    assert (fake.grad < 0).all()  # descending the loss raises D(G(z))
+
+
+@pytest.mark.parametrize("kind", ["nonsaturating", "hinge", "lsgan"])
+def test_discriminator_gradient_separates_real_and_fake(kind: str) -> None:
+    real = torch.tensor([0.2, 0.5, 0.8], requires_grad=True)  # between the targets of every kind
+    fake = torch.tensor([0.2, 0.5, 0.8], requires_grad=True)
+    discriminator_loss(real, fake, kind).backward()
+    assert (real.grad < 0).all() and (fake.grad > 0).all()
+
+
+def test_known_values() -> None:
+    z = torch.zeros(4)
+    assert math.isclose(float(generator_loss(z)), math.log(2), rel_tol=1e-6)  # -log sigmoid(0)
+    assert math.isclose(float(discriminator_loss(z, z)), 2 * math.log(2), rel_tol=1e-6)
+    big = torch.full((4,), 10.0)
+    assert float(discriminator_loss(big, -big)) < 1e-3  # a perfect D has ~0 loss
+    assert float(discriminator_loss(big, -big, "hinge")) == 0.0
+    assert float(generator_loss(torch.ones(3), "lsgan")) == 0.0
+    assert float(AdversarialLoss("hinge")(torch.full((2,), 3.0))) == -3.0
+    with pytest.raises(ValueError, match="unknown GAN loss"):
+        AdversarialLoss("wgan")
+
+
+def test_r1_penalty_matches_analytic_gradient() -> None:
+    x = torch.randn(3, 2, 4, requires_grad=True)
+    w = torch.randn(2, 4, requires_grad=True)  # the "discriminator" parameters
+    logits = (x * w).sum(dim=(1, 2))  # dD/dx = w for every sample
+    pen = r1_penalty(logits, x)
+    assert torch.allclose(pen, w.pow(2).sum())
+    pen.backward()  # differentiable (create_graph) w.r.t. D's parameters
+    assert torch.allclose(w.grad, 2 * w.detach())
+    with pytest.raises(ValueError, match="requires_grad"):
+        r1_penalty(logits, x.detach())
