@@ -1,0 +1,148 @@
+"""Benchmark: SpatioTemporalUNet forward+backward vs diffusers' UNet3DConditionModel at matched parameters."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from wantrain.nets.unet import SpatioTemporalUNet
+
+# Dense bf16 tensor-core peaks (TFLOP/s) by GPU name substring, most specific first.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+                    "A10G": 70.0, "RTX 4090": 165.0, "V100": 125.0}
+
+
+def count_params(model: torch.nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def peak_tflops(device: torch.device, override: float | None) -> float | None:
+    """The bf16 dense peak of the current GPU (None on CPU or an unknown GPU without an override)."""
+    if override:
+        return float(override)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
+
+
+def diffusers_peer(unet: dict[str, Any], width: int) -> torch.nn.Module:
+    """A diffusers UNet3DConditionModel laid out like our config (same levels, depth, attention levels)."""
+    from diffusers import UNet3DConditionModel
+
+    mult, levels = list(unet["channel_mult"]), set(unet["attention_levels"])
+    down = tuple("CrossAttnDownBlock3D" if i in levels else "DownBlock3D" for i in range(len(mult)))
+    up = tuple("CrossAttnUpBlock3D" if i in levels else "UpBlock3D" for i in reversed(range(len(mult))))
+    channels = tuple(width * m for m in mult)
+    return UNet3DConditionModel(
+        in_channels=unet["in_channels"] + unet["concat_channels"], out_channels=unet["out_channels"],
+        down_block_types=down, up_block_types=up, block_out_channels=channels,
+        layers_per_block=unet["num_res_blocks"], cross_attention_dim=unet["context_dim"],
+        attention_head_dim=max(1, width // unet["head_dim"]),  # diffusers uses it as the head count
+        norm_num_groups=unet["norm_groups"],
+    )
+
+
+def matched_peer(unet: dict[str, Any], target_params: int) -> torch.nn.Module:
+    """The diffusers peer whose base width (a multiple of norm_groups) gives the closest parameter count."""
+    g = unet["norm_groups"]
+    step = g * unet["head_dim"] // torch.gcd(torch.tensor(g), torch.tensor(unet["head_dim"])).item()
+
+    def params_at(width: int) -> int:
+        with torch.device("meta"):
+            return count_params(diffusers_peer(unet, width))
+
+    base = unet["model_channels"]
+    guess = max(step, round(base * (target_params / params_at(base)) ** 0.5 / step) * step)
+    width = min((w for w in (guess - step, guess, guess + step) if w > 0),
+                key=lambda w: abs(params_at(w) - target_params))
+    return diffusers_peer(unet, width)
+
+
+def time_fwd_bwd(step: Callable[[], torch.Tensor], device: torch.device, warmup: int, iters: int) -> float:
+    """Seconds per forward+backward, after warm-up."""
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return (time.perf_counter() - start) / iters
+
+
+def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tensor], cfg: DictConfig,
+            device: torch.device, peak: float | None) -> dict[str, Any]:
+    """Time and count FLOPs of one forward+backward (bf16 autocast where configured) -> a table row."""
+    model.to(device).train()
+    name_ = str(cfg.dtype) if cfg.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name_)
+    autocast = dtype is not None
+
+    def step() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=autocast):
+            loss = forward().float().square().mean()
+        loss.backward()
+        return loss
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    flops = counter.get_total_flops()
+    seconds = time_fwd_bwd(step, device, int(cfg.warmup), int(cfg.iters))
+    achieved = flops / seconds / 1e12
+    row = {"model": name, "params_M": round(count_params(model) / 1e6, 3), "device": str(device),
+           "dtype": name_, "batch": int(cfg.batch_size), "frames": int(cfg.num_frames),
+           "size": f"{cfg.height}x{cfg.width}", "fwd_bwd_ms": round(seconds * 1e3, 2),
+           "samples_per_s": round(int(cfg.batch_size) / seconds, 2), "gflop_fwd_bwd": round(flops / 1e9, 2),
+           "tflops_s": round(achieved, 4), "_flops_per_s": flops / seconds, "mfu": round(achieved / peak, 4) if peak else None}
+    if device.type == "cuda":
+        row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+        torch.cuda.reset_peak_memory_stats(device)
+    return row
+
+
+def run(cfg: DictConfig) -> list[dict]:
+    """Rows: ours, and (if compare_diffusers) the diffusers peer, each with the per-FLOP speed ratio."""
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    torch.manual_seed(int(cfg.get("seed", 0)))
+    unet_cfg = OmegaConf.to_container(cfg.unet, resolve=True)
+    ours = SpatioTemporalUNet(**unet_cfg)
+    if bool(cfg.get("channels_last", False)):
+        ours = ours.to(memory_format=torch.channels_last)
+    b, t, h, w = int(cfg.batch_size), int(cfg.num_frames), int(cfg.height), int(cfg.width)
+    x = torch.randn(b, ours.in_channels, t, h, w, device=device)
+    concat = torch.randn(b, ours.concat_channels, t, h, w, device=device)
+    ctx = torch.randn(b, int(cfg.context_len), ours.context_dim, device=device)
+    mask = torch.ones(b, int(cfg.context_len), dtype=torch.bool, device=device)
+    pooled = torch.randn(b, ours.pooled_dim, device=device) if ours.pooled_dim else None
+    steps = torch.randint(0, 1000, (b,), device=device)
+    peak = peak_tflops(device, cfg.get("peak_tflops"))
+    if bool(cfg.get("compile", False)):
+        ours = torch.compile(ours)
+    rows = [measure("SpatioTemporalUNet", ours, lambda: ours(x, steps, ctx, mask, pooled, concat), cfg, device, peak)]
+    if bool(cfg.compare_diffusers):
+        peer = matched_peer(unet_cfg | {"in_channels": ours.in_channels, "concat_channels": ours.concat_channels,
+                                        "out_channels": ours.out_channels},
+                            count_params(ours))
+        x_in = torch.cat([x, concat], dim=1)
+        rows.append(measure("diffusers.UNet3DConditionModel", peer,
+                            lambda: peer(x_in, steps, encoder_hidden_states=ctx, return_dict=False)[0],
+                            cfg, device, peak))
+        rows[0]["speed_per_flop_vs_diffusers"] = round(rows[0]["_flops_per_s"] / rows[1]["_flops_per_s"], 3)
+        rows[1]["speed_per_flop_vs_diffusers"] = 1.0
+    for row in rows:
+        row.pop("_flops_per_s")
+    return rows

@@ -1,0 +1,71 @@
+"""Samplers (DDIM, DPM-Solver++) from diffusers, built from the training schedule's config, with CFG."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from wantrain.diffusion.guidance import PredFn, guided_prediction
+
+SAMPLERS = ("ddim", "dpm_solver")
+
+
+def make_sampler(
+    train_config: dict[str, Any], kind: str = "ddim", clip_sample: bool = True, solver_order: int = 2,
+    timestep_spacing: str = "trailing",
+) -> SchedulerMixin:
+    """A diffusers sampling scheduler sharing the training betas and prediction_type.
+
+    kind: 'ddim' (DDIMScheduler) or 'dpm_solver' (DPMSolverMultistepScheduler, algorithm dpmsolver++).
+    clip_sample clamps the predicted x0 to [-1, 1] (pixel space; DPM-Solver via dynamic thresholding).
+    Steps are spaced 'trailing' (the first step is the last training timestep, needed for
+    zero-terminal-SNR schedules; Lin et al. 2023).
+    """
+    config = {k: v for k, v in dict(train_config).items() if not k.startswith("_")}
+    spacing = timestep_spacing
+    if kind == "ddim":
+        return DDIMScheduler.from_config(
+            config, clip_sample=clip_sample, set_alpha_to_one=True, timestep_spacing=spacing
+        )
+    if kind in ("dpm_solver", "dpmsolver++", "dpm"):
+        return DPMSolverMultistepScheduler.from_config(
+            config, algorithm_type="dpmsolver++", solver_order=solver_order, thresholding=clip_sample,
+            sample_max_value=1.0,
+            timestep_spacing=spacing, final_sigmas_type="zero", lower_order_final=True,
+        )
+    raise ValueError(f"sampler must be one of {SAMPLERS}, got {kind!r}")
+
+
+@torch.no_grad()
+def sample(
+    pred_fn: PredFn,
+    shape: tuple[int, ...],
+    scheduler: SchedulerMixin,
+    num_steps: int = 50,
+    text_scale: float = 1.0,
+    image_scale: float = 1.0,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+    eta: float = 0.0,
+    noise: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Run the reverse process from Gaussian noise of `shape` (B, C, T, H, W) -> x0 (model space, float32).
+
+    `generator` fixes the initial noise (and DDIM's eta noise); `eta` applies to DDIM only.
+    """
+    scheduler.set_timesteps(num_steps, device=device)
+    if noise is None:
+        noise = torch.randn(shape, generator=generator, device=generator.device if generator else device)
+    x = noise.to(device=device, dtype=torch.float32) * scheduler.init_noise_sigma
+    step_kwargs: dict[str, Any] = {"generator": generator}
+    if isinstance(scheduler, DDIMScheduler):
+        step_kwargs["eta"] = eta
+    for t in scheduler.timesteps:
+        x_in = scheduler.scale_model_input(x, t)
+        t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
+        out = guided_prediction(pred_fn, x_in, t_batch, text_scale, image_scale).float()
+        x = scheduler.step(out, t, x, **step_kwargs).prev_sample
+    return x
