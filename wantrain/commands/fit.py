@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from wantrain.commands.instantiate import build_trainer
 from wantrain.commands.run_setup import start_run
+from wantrain.training.callbacks import RunConfigInCheckpoint
 from wantrain.training.resume import resolve_ckpt_path
 
 
@@ -16,5 +17,5 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, cfg.trainer.get("max_steps"))
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    trainer = build_trainer(cfg)
+    trainer = build_trainer(cfg, extra_callbacks=[RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))])
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)

@@ -16,12 +16,12 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
 
 
-def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:
-    """A Trainer from `cfg.trainer` with the configured callbacks and loggers."""
+def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
+    """A Trainer from `cfg.trainer` with the configured callbacks (plus `extra_callbacks`) and loggers."""
     loggers = instantiate_group(cfg.get("logger"))
     return instantiate(
         cfg.trainer,
-        callbacks=instantiate_group(cfg.get("callbacks")),
+        callbacks=[*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])],
         logger=loggers if loggers else False,
         **overrides,
     )

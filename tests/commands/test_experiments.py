@@ -1,0 +1,40 @@
+"""Every experiment composes and instantiates its data, model and trainer; a bare `fit` is `i2v_tiny`."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from wantrain.config_tree import list_experiments
+
+
+
+def test_bare_fit_composes_the_i2v_tiny_experiment(compose, tmp_path):
+    bare = compose(root=tmp_path)
+    tiny = compose("+experiment=i2v_tiny", root=tmp_path)
+    assert OmegaConf.to_container(bare, resolve=True) == OmegaConf.to_container(tiny, resolve=True)
+
+
+@pytest.mark.parametrize("name", list_experiments())
+def test_experiment_instantiates_data_model_and_trainer(compose, name, tmp_path):
+    cfg = compose(f"+experiment={name}", root=tmp_path)
+    if cfg.trainer.get("accelerator") != "cpu" or cfg.trainer.get("strategy") not in (None, "auto"):
+        cfg = compose(f"+experiment={name}", *_cpu_overrides(cfg), root=tmp_path)
+    if OmegaConf.is_missing(cfg.data, "train_shards"):
+        cfg.data.train_shards = str(tmp_path / "shard-{00000..00001}.tar")  # a user's shards; not opened here
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model)
+    trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    assert datamodule.batch_size >= 1
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) > 0
+    assert trainer.max_steps == cfg.trainer.max_steps
+
+
+def _cpu_overrides(cfg) -> list[str]:
+    keys = set(cfg.trainer)
+    out = ["trainer.accelerator=cpu", "trainer.devices=1", "trainer.precision=32-true"]
+    out.append("trainer.strategy=auto" if "strategy" in keys else "+trainer.strategy=auto")
+    if "num_nodes" in keys:
+        out.append("trainer.num_nodes=1")
+    return out

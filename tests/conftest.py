@@ -1,0 +1,67 @@
+"""Session fixtures shared by the command and training tests: the default data set and tiny encoders, built once."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A `paths.data_dir` holding the default synthetic set and the tiny T5/DiT encoders, as `fit` builds them."""
+    from wantrain.data.synthetic import caption_corpus, write_synthetic_dataset
+    from wantrain.encoders.tiny import build_tiny_dit, build_tiny_t5
+
+    root = tmp_path_factory.mktemp("wantrain") / "data"
+    write_synthetic_dataset(root / "synthetic")  # the defaults of conf/data/synthetic.yaml
+    build_tiny_t5(root / "encoders" / "tiny-t5", caption_corpus())
+    build_tiny_dit(root / "encoders" / "tiny-dit")
+    return root
+
+
+def run_wantrain(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None,
+                 ) -> subprocess.CompletedProcess[str]:
+    """Run `python -m wantrain ARGS` in a subprocess (as a user would), capturing its output."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_"))}
+    full_env.update({"PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", **(env or {})})
+    return subprocess.run([sys.executable, "-m", "wantrain", *args], cwd=cwd, env=full_env, text=True,
+                          capture_output=True, timeout=timeout)
+
+
+@pytest.fixture
+def wantrain_cli():
+    """The `run_wantrain` function, for tests that drive the CLI."""
+    return run_wantrain
+
+
+def compose_config(*overrides: str, config_name: str = "config", root: Path | None = None):
+    """Compose the real config tree as `python -m wantrain` would (for in-process tests)."""
+    from hydra import compose, initialize_config_dir
+
+    from wantrain.commands.launch import register_resolvers
+    from wantrain.config_tree import config_dir
+
+    register_resolvers()
+    extra = [f"paths.root_dir={root}"] if root is not None else []
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name=config_name, overrides=[*extra, *overrides])
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """One intra-op thread per test process: on 2 shared cores, 2 threads per op mostly wait on each other."""
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@pytest.fixture
+def compose():
+    """The `compose_config` function, for tests that build objects from the real config tree."""
+    return compose_config

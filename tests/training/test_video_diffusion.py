@@ -1,0 +1,153 @@
+"""The video diffusion stage as a LightningModule: frozen encoders stay out, cached == live, one batch fits, bf16."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+
+from wantrain.commands import encode
+
+
+@pytest.fixture
+def tiny_cfg(compose, data_dir, tmp_path):
+    """The default (`i2v_tiny`) config on the session's data set, with no loader workers."""
+    return compose(f"paths.data_dir={data_dir}", "data.num_workers=0", "data.batch_size=2",
+                   "data.samples_per_epoch=4", root=tmp_path)
+
+
+def first_val_batch(cfg) -> dict:
+    datamodule = instantiate(cfg.data)
+    datamodule.setup("validate")
+    return next(iter(datamodule.val_dataloader()))
+
+
+def test_frozen_encoders_are_not_parameters_nor_saved(tiny_cfg, tmp_path):
+    model = instantiate(tiny_cfg.model)
+    model.setup("fit")
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    expected = {id(p) for p in [*model.unet.parameters(), *model.fusion.parameters()]}
+    assert trainable == expected
+    assert not any(p.requires_grad for p in model.ema.parameters())
+    frozen_weights = {k for enc in (model.encoders.text, model.encoders.image)
+                      for net in enc.frozen_modules().values() for k in net.state_dict()}
+    assert frozen_weights  # the encoders did load real weights
+    keys = set(model.state_dict())
+    assert all(k.startswith(("unet.", "fusion.", "ema.")) for k in keys), sorted(keys)[:5]
+    encoder_param_count = sum(p.numel() for enc in (model.encoders.text, model.encoders.image)
+                              for net in enc.frozen_modules().values() for p in net.parameters())
+    saved_count = sum(v.numel() for v in model.state_dict().values())
+    trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert saved_count < 2 * trainable_count + encoder_param_count  # weights + EMA copy, no encoders
+
+
+def test_cached_embeddings_give_the_same_loss_as_live_encoders(compose, data_dir, tmp_path):
+    out = tmp_path / "encoded"
+    cfg = compose(f"paths.data_dir={data_dir}", f"out={out}", f"shards={data_dir}/synthetic/val-00000.tar",
+                  config_name="encode", root=tmp_path)
+    encode.run(cfg)
+    assert (out / "val-00000.tar").is_file()
+
+    base = [f"paths.data_dir={data_dir}", "data.num_workers=0", "data.batch_size=4"]
+    live_cfg = compose(*base, root=tmp_path)
+    cached_cfg = compose(*base, f"data.val_shards={out}/val-00000.tar", "data.embeddings=[t5,dit]",
+                         "model.conditioning=cached", root=tmp_path)
+    live_batch, cached_batch = first_val_batch(live_cfg), first_val_batch(cached_cfg)
+    assert live_batch["key"] == cached_batch["key"]
+    torch.testing.assert_close(live_batch["video"], cached_batch["video"])
+
+    torch.manual_seed(0)
+    live = instantiate(live_cfg.model)
+    live.setup("validate")
+    torch.manual_seed(0)
+    cached = instantiate(cached_cfg.model)
+    cached.load_state_dict(live.state_dict())
+
+    text, mask, image = live.encode_conditions(live_batch)
+    c_text, c_mask, c_image = cached.encode_conditions(cached_batch)
+    real = mask.sum(1)
+    assert torch.equal(real, c_mask.sum(1))
+    for row, n in enumerate(real.tolist()):
+        torch.testing.assert_close(c_text[row, :n], text[row, :n], atol=2e-3, rtol=1e-2)  # float16 cache
+    torch.testing.assert_close(c_image, image, atol=2e-3, rtol=1e-2)
+
+    t = torch.tensor([100, 400, 700, 950])
+    with torch.no_grad():
+        live_loss, _ = live.diffusion_loss(live_batch, t=t, generator=torch.Generator().manual_seed(0), dropout=False)
+        cached_loss, _ = cached.diffusion_loss(cached_batch, t=t, generator=torch.Generator().manual_seed(0),
+                                               dropout=False)
+    torch.testing.assert_close(cached_loss, live_loss, atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_one_batch_fits_on_cpu(tiny_cfg, precision):
+    model = instantiate(tiny_cfg.model)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, precision=precision, fast_dev_run=True, logger=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=instantiate(tiny_cfg.data))
+    assert trainer.state.finished and trainer.global_step == 1
+    # Every trainable weight is reached by the backward pass (zero-initialised output layers mean that at
+    # step 0 only they get non-zero gradients; the first warm-up step has lr 0).
+    state = trainer.optimizers[0].state
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert all(p in state for p in trainable)
+    assert any(state[p]["exp_avg"].abs().sum() > 0 for p in model.unet.parameters())
+    assert torch.isfinite(torch.tensor(trainer.callback_metrics["train/loss"].item()))
+    assert int(model.ema.n_averaged) == 1
+
+
+def test_generate_is_deterministic_for_a_seed(tiny_cfg):
+    model = instantiate(tiny_cfg.model)
+    model.setup("validate")
+    batch = first_val_batch(tiny_cfg)
+    model.sampling["num_steps"] = 3
+    a, b = model.generate(batch, seed=7), model.generate(batch, seed=7)
+    c = model.generate(batch, seed=8)
+    assert a.shape == batch["video"].shape and a.abs().max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.slow
+def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir, tmp_path):
+    common = [f"paths.data_dir={data_dir}", "run_name=r", "data.samples_per_epoch=8", "data.batch_size=2",
+              "data.num_workers=0", "trainer.limit_val_batches=1", "model.sampling.every_n_steps=1",
+              "model.sampling.num_steps=2", "callbacks.model_checkpoint.every_n_train_steps=3", "print_config=false"]
+    first = wantrain_cli(["fit", "trainer.max_steps=4", *common], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "r"
+    assert (run_dir / "config.yaml").is_file()
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    samples = sorted((run_dir / "samples").glob("*.mp4"))
+    assert samples, "validation wrote no sample video"
+    from wantrain.data.video import open_video
+
+    reader = open_video(samples[-1].read_bytes())
+    frames = reader.get_frames(list(range(8)))
+    assert frames.shape == (8, 2 * 32, 2 * 32, 3)  # 2 clips stacked, truth | sample side by side
+
+    again = wantrain_cli(["fit", "trainer.max_steps=6", *common], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["global_step"] == 6
+    assert state["wantrain_config"]["run_dir"] == str(run_dir)
+
+    done = wantrain_cli(["fit", "trainer.max_steps=6", *common], cwd=tmp_path)
+    assert done.returncode == 1
+    assert "already finished" in done.stderr.strip().splitlines()[-1]
+    assert not any(Path(run_dir / "checkpoints").glob("*.tmp-*"))
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_ddp_ranks_share_one_run_dir(wantrain_cli, data_dir, tmp_path):
+    result = wantrain_cli(["fit", "trainer=ddp_cpu", "trainer.max_steps=2", f"paths.data_dir={data_dir}",
+                           "data.samples_per_epoch=8", "data.batch_size=2", "data.num_workers=0",
+                           "trainer.limit_val_batches=1", "model.sampling.every_n_steps=0", "print_config=false"],
+                          cwd=tmp_path, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dirs = list((tmp_path / "runs").iterdir())
+    assert len(run_dirs) == 1, run_dirs  # both ranks resolved the same run_dir
+    assert torch.load(run_dirs[0] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2

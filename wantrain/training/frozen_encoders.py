@@ -1,0 +1,91 @@
+"""The frozen text and image encoders of a training stage: built lazily, once per process, outside the module tree."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from wantrain.errors import WantrainError
+
+_LOADED: dict[str, nn.Module] = {}  # one copy of each encoder per process, shared by every module instance
+
+
+def _cache_key(factory: Callable[[], nn.Module]) -> str:
+    if isinstance(factory, partial):
+        return f"{factory.func.__module__}.{factory.func.__qualname__}{sorted(factory.keywords.items())}{factory.args}"
+    return repr(factory)
+
+
+def _keyword(factory: Callable[[], nn.Module] | None, name: str, default: Any = None) -> Any:
+    return factory.keywords.get(name, default) if isinstance(factory, partial) else default
+
+
+class FrozenEncoders:
+    """Holds the frozen T5-family text encoder and DiT/CLIP image encoder (not an nn.Module on purpose)."""
+
+    def __init__(self, text: Callable[[], nn.Module] | None, image: Callable[[], nn.Module] | None,
+                 build_tiny: bool = False) -> None:
+        self.text_factory, self.image_factory = text, image
+        self.build_tiny = build_tiny
+        self.text: nn.Module | None = None
+        self.image: nn.Module | None = None
+
+    def build_missing(self) -> None:
+        """Write tiny random encoders (real architectures) where the config asks for them and none exist."""
+        if not self.build_tiny:
+            return
+        from wantrain.data.synthetic import caption_corpus
+        from wantrain.encoders import tiny
+
+        text_path, image_path = _keyword(self.text_factory, "path"), _keyword(self.image_factory, "path")
+        if text_path and not Path(text_path).exists():
+            kind = _keyword(self.text_factory, "kind", "t5")
+            builder = tiny.build_tiny_umt5 if kind == "umt5" else tiny.build_tiny_t5
+            builder(text_path, caption_corpus())
+        if image_path and not Path(image_path).exists():
+            backend = _keyword(self.image_factory, "backend", "dit")
+            (tiny.build_tiny_clip if backend == "clip" else tiny.build_tiny_dit)(image_path)
+
+    def load(self) -> None:
+        """Instantiate both encoders (once per process) in eval mode without gradients."""
+        if self.text_factory is None or self.image_factory is None:
+            raise WantrainError("model.conditioning=live needs model.text_encoder and model.image_encoder; "
+                                "set them, or use model.conditioning=cached with cached embeddings")
+        self.text = self._load(self.text_factory)
+        self.image = self._load(self.image_factory)
+
+    @staticmethod
+    def _load(factory: Callable[[], nn.Module]) -> nn.Module:
+        key = _cache_key(factory)
+        if key not in _LOADED:
+            _LOADED[key] = factory().eval().requires_grad_(False)
+        return _LOADED[key]
+
+    def check_dims(self, text_dim: int, image_dim: int) -> None:
+        """Fail in one line when the encoders' widths do not match the fusion module's inputs."""
+        assert self.text is not None and self.image is not None
+        if self.text.dim != text_dim or self.image.dim != image_dim:
+            raise WantrainError(
+                f"encoder widths (text {self.text.dim}, image {self.image.dim}) do not match the fusion module "
+                f"(text_dim {text_dim}, image_dim {image_dim}); set model.fusion.text_dim={self.text.dim} "
+                f"model.fusion.image_dim={self.image.dim}"
+            )
+
+    @torch.no_grad()
+    def encode(self, captions: list[str], images: torch.Tensor, device: torch.device,
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Text tokens (B, L, Dt) float32, mask (B, L) bool and image tokens (B, N, Di) float32 on `device`."""
+        if self.text is None or self.image is None:
+            self.load()
+        assert self.text is not None and self.image is not None
+        for encoder in (self.text, self.image):
+            if encoder.device != device:
+                encoder.to(device)
+        text, mask = self.text(list(captions))
+        tokens = self.image(images)
+        return text.float(), mask.bool(), tokens.float()

@@ -1,0 +1,368 @@
+"""`UpsamplerModule`: trains one ×2 stage of the cascaded upsampler (content loss + GAN, manual optimization).
+
+Step counting: Lightning's `global_step` counts every `LightningOptimizer.step()`, so a GAN with two
+optimizers would advance it by 2 per batch (1 during the pixel warm-up). Here only the generator's step
+goes through the LightningOptimizer; discriminator steps go through the same strategy/precision path
+(`strategy.optimizer_step`) without touching the counter. So `global_step` == batches trained ==
+`trainer.max_steps`' unit, and checkpoint intervals (`every_n_train_steps`) count batches too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from pytorch_lightning.strategies import DDPStrategy
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+
+from wantrain.data.degrade import DegradeConfig, degrade, random_crop
+from wantrain.data.synthetic import encode_mp4
+from wantrain.errors import WantrainError
+from wantrain.losses.adversarial import AdversarialLoss, r1_penalty
+from wantrain.losses.perceptual import LPIPSLoss
+from wantrain.training.sample_videos import log_video, to_uint8_frames
+
+GAN_DEFAULTS: dict[str, Any] = {
+    "loss": "nonsaturating", "weight": 0.1, "warmup_batches": 0, "ramp_batches": 0,
+    "d_updates": 1, "d_every": 1, "r1_gamma": 0.0, "r1_every": 16,
+}
+VALIDATION_DEFAULTS: dict[str, Any] = {
+    "use_ema": True, "lpips": None, "crop_size": None, "tile": None, "tile_overlap": 16, "seed": 1234,
+    "num_videos": 2, "every_n_steps": 0, "video": {"fps": 8},
+}
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (anything else unchanged)."""
+    return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
+
+
+def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
+    """ITU-R BT.601 luma of RGB frames (N, 3, H, W) in [0, 1] -> (N, 1, H, W) in [16/255, 235/255]."""
+    w = torch.tensor([65.481, 128.553, 24.966], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (16.0 + (x * w).sum(1, keepdim=True)) / 255.0
+
+
+def frames01(video: torch.Tensor) -> torch.Tensor:
+    """(B, 3, T, H, W) in [-1, 1] -> frames (B*T, 3, H, W) in [0, 1], float32."""
+    return ((video.float().clamp(-1, 1) + 1) / 2).transpose(1, 2).flatten(0, 1)
+
+
+def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """PSNR / SSIM on RGB and on Y (per frame, averaged) of clips (B, 3, T, H, W) in [-1, 1]."""
+    p, t = frames01(pred), frames01(target)
+    py, ty = rgb_to_y(p), rgb_to_y(t)
+    psnr = lambda a, b: peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean()  # noqa: E731
+    return {"psnr": psnr(p, t), "psnr_y": psnr(py, ty),
+            "ssim": structural_similarity_index_measure(p, t, data_range=1.0),
+            "ssim_y": structural_similarity_index_measure(py, ty, data_range=1.0)}
+
+
+def temporal_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean |Δt pred − Δt target| of clips (B, 3, T, H, W) in [-1, 1], in [0, 1] pixel units (0 when T == 1)."""
+    if pred.shape[2] < 2:
+        return pred.new_zeros((), dtype=torch.float32)
+    dp, dt = pred.float().diff(dim=2), target.float().diff(dim=2)
+    return (dp - dt).abs().mean() / 2
+
+
+def comparison_frames(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    """LR (nearest ×2) | bicubic | SR | HR per clip, clips stacked vertically -> (T, B*H, 4*W, 3) uint8."""
+    nearest = F.interpolate(lr.float(), size=hr.shape[2:], mode="nearest")
+    rows = [torch.cat([to_uint8_frames(v[i]) for v in (nearest, bicubic, sr, hr)], dim=2) for i in range(hr.shape[0])]
+    return torch.cat(rows, dim=1)
+
+
+class UpsamplerModule(pl.LightningModule):
+    """Trains `generator` (an `UpsampleStage`) against `discriminator`; EMA of the generator for val/export."""
+
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        content_loss: nn.Module,
+        optimizer_g: Callable[..., torch.optim.Optimizer],
+        optimizer_d: Callable[..., torch.optim.Optimizer],
+        stage: int = 0,
+        base_size: int | None = 64,
+        crop_size: int | None = None,
+        degrade: dict[str, Any] | None = None,
+        gan: dict[str, Any] | None = None,
+        grad_clip_g: float | None = 1.0,
+        grad_clip_d: float | None = 1.0,
+        ema_decay: float = 0.999,
+        ema_start: int = 0,
+        validation: dict[str, Any] | None = None,
+        export_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        # plain containers in the checkpoint's hyper_parameters (Hydra passes DictConfigs; weights_only loads)
+        degrade, gan, validation = (_plain(v) for v in (degrade, gan, validation))
+        self.save_hyperparameters(ignore=["generator", "discriminator", "content_loss", "optimizer_g", "optimizer_d"])
+        self.automatic_optimization = False
+        self.generator, self.discriminator, self.content_loss = generator, discriminator, content_loss
+        self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
+        self.degrade_cfg = DegradeConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
+                                            for k, v in dict(degrade or {}).items()})
+        if self.degrade_cfg.scale != 2:
+            raise WantrainError(f"model.degrade.scale={self.degrade_cfg.scale}: every cascade stage is ×2, set it to 2")
+        self.gan = {**GAN_DEFAULTS, **dict(gan or {})}
+        unknown = set(self.gan) - set(GAN_DEFAULTS)
+        if unknown:
+            raise WantrainError(f"unknown model.gan keys {sorted(unknown)}: use {sorted(GAN_DEFAULTS)}")
+        if int(self.gan["d_updates"]) < 1 or int(self.gan["d_every"]) < 1:
+            raise WantrainError("model.gan.d_updates and model.gan.d_every must be >= 1")
+        self.adversarial = AdversarialLoss(self.gan["loss"])
+        self.val_cfg = {**VALIDATION_DEFAULTS, **dict(validation or {})}
+        lp = self.val_cfg["lpips"]
+        # metric network: frozen, not trained, not in checkpoints (LPIPSLoss drops its weights from state_dict)
+        self.lpips_metric = LPIPSLoss(**dict(lp)) if lp else None
+        self.lr_size = base_size * 2 ** stage if base_size else None
+        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema.requires_grad_(False)
+        self.batches = 0  # batches trained (== global_step); saved in checkpoints with the D step count
+        self.d_steps = 0
+        self._val_examples: dict[str, torch.Tensor] | None = None
+        self._last_video_step = -1
+
+    # --- setup and counters -------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Refuse DDP without unused-parameter detection (G and D are each idle in the other's backward)."""
+        strategy = self.trainer.strategy if self._trainer is not None else None
+        if isinstance(strategy, DDPStrategy) and strategy.world_size > 1 \
+                and not getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False):
+            raise WantrainError("the upsampler GAN under DDP needs unused-parameter detection: "
+                                "add trainer.strategy=ddp_find_unused_parameters_true")
+
+    @property
+    def phase(self) -> str:
+        """'pixel' during the content-loss-only warm-up, then 'gan'."""
+        return "pixel" if self.batches < int(self.gan["warmup_batches"]) else "gan"
+
+    def gan_weight(self) -> float:
+        """λ at the current batch: 0 in warm-up, then a linear ramp over `ramp_batches` up to `gan.weight`."""
+        into = self.batches - int(self.gan["warmup_batches"])
+        if into < 0:
+            return 0.0
+        ramp = int(self.gan["ramp_batches"])
+        return float(self.gan["weight"]) * (min(1.0, (into + 1) / ramp) if ramp > 0 else 1.0)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the batch / D-step counters (the phase and λ follow from them)."""
+        checkpoint["upsampler_counters"] = {"batches": self.batches, "d_steps": self.d_steps, "phase": self.phase}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the counters saved by `on_save_checkpoint`."""
+        counters = checkpoint.get("upsampler_counters", {})
+        self.batches = int(counters.get("batches", checkpoint.get("global_step", 0)))
+        self.d_steps = int(counters.get("d_steps", 0))
+
+    # --- data ---------------------------------------------------------------------------------------
+
+    def _generator(self, salt: int) -> torch.Generator:
+        """A CPU generator for degradations/crops, distinct per rank and batch, reproducible on resume."""
+        rank = self.global_rank if self._trainer is not None else 0
+        return torch.Generator().manual_seed((int(self.hparams.seed) * 1_000_003 + rank * 7919 + salt) % (2 ** 63))
+
+    def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator,
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """HR clip (B, 3, T, H, W) -> (LR (B, 3, T, H/2, W/2), noise level (B,), HR after cropping)."""
+        h, w = video.shape[-2:]
+        if self.lr_size is not None and (h, w) != (2 * self.lr_size, 2 * self.lr_size):
+            raise WantrainError(f"stage {self.hparams.stage} maps {self.lr_size} -> {2 * self.lr_size} px but the "
+                                f"clips are {h}x{w}: set data.resolution={2 * self.lr_size}")
+        crop = self.hparams.crop_size if train else self.val_cfg["crop_size"]
+        hr = video
+        if crop and crop < min(h, w):
+            hr = random_crop(video, int(crop), generator) if train else \
+                video[..., (h - crop) // 2:(h - crop) // 2 + crop, (w - crop) // 2:(w - crop) // 2 + crop]
+        cfg = self.degrade_cfg if train else dataclasses.replace(self.degrade_cfg, noise_aug_max=0.0)
+        lr, level = degrade(hr, cfg, generator)
+        return lr, level, hr
+
+    # --- training -----------------------------------------------------------------------------------
+
+    def _step_uncounted(self, optimizer: Any) -> None:
+        """Optimizer step through the strategy + precision plugin, without advancing `global_step`."""
+        raw = getattr(optimizer, "optimizer", optimizer)
+        self.trainer.strategy.optimizer_step(raw, closure=lambda: None)
+
+    def _clip(self, optimizer: Any, value: float | None) -> None:
+        if value:
+            self.clip_gradients(optimizer, gradient_clip_val=float(value), gradient_clip_algorithm="norm")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """One G update (content + λ·GAN), then `d_updates` D updates every `d_every` batches (GAN phase)."""
+        opt_g, opt_d = self.optimizers()
+        lr, level, hr = self.make_pair(batch["video"], True, self._generator(self.batches))
+        gan_on = self.phase == "gan"
+        lam = self.gan_weight()
+        b = hr.shape[0]
+
+        self.toggle_optimizer(opt_g)
+        sr = self.generator(lr, level)  # (B, 3, T, H, W)
+        content, parts = self.content_loss(sr, hr)
+        loss_g = content
+        if gan_on:
+            loss_adv = self.adversarial.generator(self.discriminator(sr))
+            loss_g = loss_g + lam * loss_adv
+            self.log("train/loss_g_adv", loss_adv.detach(), batch_size=b)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss_g)
+        self._clip(opt_g, self.hparams.grad_clip_g)
+        opt_g.step()  # the only counted step: global_step += 1 per batch
+        self.untoggle_optimizer(opt_g)
+        self._update_ema()
+
+        if gan_on and self.batches % int(self.gan["d_every"]) == 0:
+            fake = sr.detach()
+            for _ in range(int(self.gan["d_updates"])):
+                self._discriminator_update(opt_d, hr, fake)
+
+        self.batches += 1
+        for name, value in parts.items():
+            self.log(f"train/{name}", value, batch_size=b)
+        self.log("train/loss_g", loss_g.detach(), prog_bar=True, batch_size=b)
+        self.log("train/gan_weight", lam, batch_size=b)
+        self.log("train/phase", float(gan_on), batch_size=b)
+        self.log("trainer/batches", float(self.batches), batch_size=b)
+
+    def _discriminator_update(self, opt_d: Any, real: torch.Tensor, fake: torch.Tensor) -> None:
+        """D loss on real vs detached fakes (+ lazy R1 every `r1_every` D steps), clipped, one uncounted step."""
+        gamma, every = float(self.gan["r1_gamma"]), max(1, int(self.gan["r1_every"]))
+        r1_due = gamma > 0 and self.d_steps % every == 0
+        self.toggle_optimizer(opt_d)
+        real = real.detach().requires_grad_(r1_due)
+        real_logits = self.discriminator(real)
+        fake_logits = self.discriminator(fake)
+        loss_d = self.adversarial.discriminator(real_logits, fake_logits)
+        if r1_due:
+            penalty = r1_penalty(real_logits, real)
+            loss_d = loss_d + gamma / 2 * every * penalty
+            self.log("train/r1", penalty.detach(), batch_size=real.shape[0])
+        opt_d.zero_grad(set_to_none=True)
+        self.manual_backward(loss_d)
+        self._clip(opt_d, self.hparams.grad_clip_d)
+        self._step_uncounted(opt_d)
+        self.untoggle_optimizer(opt_d)
+        self.d_steps += 1
+        self.log("train/loss_d", loss_d.detach(), batch_size=real.shape[0])
+        self.log("train/d_real", real_logits.detach().float().mean(), batch_size=real.shape[0])
+        self.log("train/d_fake", fake_logits.detach().float().mean(), batch_size=real.shape[0])
+
+    def _update_ema(self) -> None:
+        """EMA of G after each G step; before `ema_start` batches the EMA just copies G."""
+        if self.batches < int(self.hparams.ema_start):
+            self.ema.n_averaged.zero_()  # AveragedModel copies the weights when n_averaged == 0
+        self.ema.update_parameters(self.generator)
+
+    # --- validation / test --------------------------------------------------------------------------
+
+    def upsample(self, lr: torch.Tensor, level: torch.Tensor | None = None, use_ema: bool | None = None) -> torch.Tensor:
+        """SR clip (B, 3, T, 2h, 2w) in [-1, 1] from LR (B, 3, T, h, w) with the EMA (default) or live G."""
+        use_ema = self.val_cfg["use_ema"] if use_ema is None else use_ema
+        net = self.ema.module if use_ema else self.generator
+        tile = self.val_cfg["tile"]
+        out = net.tiled(lr, level, tile=int(tile), overlap=int(self.val_cfg["tile_overlap"])) if tile else net(lr, level)
+        return out.clamp(-1, 1)
+
+    def _evaluate(self, batch: dict[str, Any], batch_idx: int, prefix: str) -> None:
+        """Metrics of SR and of the bicubic baseline on deterministic degradations of the batch."""
+        generator = self._generator(10 ** 9 + int(self.val_cfg["seed"]) + batch_idx)
+        lr, level, hr = self.make_pair(batch["video"], False, generator)
+        sr = self.upsample(lr, torch.zeros_like(level))
+        bicubic = self.bicubic(lr)
+        if prefix == "val" and self._val_examples is None:
+            n = int(self.val_cfg["num_videos"])
+            self._val_examples = {"lr": lr[:n].cpu(), "bicubic": bicubic[:n].cpu(), "sr": sr[:n].cpu(),
+                                  "hr": hr[:n].cpu()}
+        b = hr.shape[0]
+        for suffix, pred in (("", sr), ("_bicubic", bicubic)):
+            values = image_metrics(pred, hr)
+            values["tdiff"] = temporal_error(pred, hr)
+            if self.lpips_metric is not None:
+                values["lpips"] = self.lpips_metric(pred, hr)
+                values["tlp"] = self._tlp(pred, hr)
+            for name, value in values.items():
+                self.log(f"{prefix}/{name}{suffix}", value, batch_size=b, sync_dist=True,
+                         prog_bar=prefix == "val" and name == "psnr")
+
+    @staticmethod
+    def bicubic(lr: torch.Tensor) -> torch.Tensor:
+        """Plain bicubic ×2 (the baseline) of LR clips (B, 3, T, h, w), clamped to [-1, 1]."""
+        b, c, t, h, w = lr.shape
+        f = F.interpolate(lr.float().transpose(1, 2).flatten(0, 1), scale_factor=2, mode="bicubic", align_corners=False)
+        return f.unflatten(0, (b, t)).transpose(1, 2).clamp(-1, 1)
+
+    def _tlp(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """tLP: |LPIPS(pred_t, pred_t+1) − LPIPS(target_t, target_t+1)| averaged over frame pairs."""
+        if pred.shape[2] < 2:
+            return pred.new_zeros((), dtype=torch.float32)
+        lp = self.lpips_metric.lpips
+        pairs = lambda v: (v[:, :, :-1].transpose(1, 2).flatten(0, 1).float(), v[:, :, 1:].transpose(1, 2).flatten(0, 1).float())  # noqa: E731
+        return (lp(*pairs(pred)) - lp(*pairs(target))).abs().mean()
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """`val/psnr`, `val/psnr_bicubic`, ... (PSNR/SSIM on RGB and Y, LPIPS, temporal error)."""
+        self._evaluate(batch, batch_idx, "val")
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        """Same metrics as validation under `test/`."""
+        self._evaluate(batch, batch_idx, "test")
+
+    def on_validation_epoch_end(self) -> None:
+        """Every `validation.every_n_steps` batches: write LR | bicubic | SR | HR to run_dir/samples/ and log it."""
+        every = int(self.val_cfg["every_n_steps"] or 0)
+        due = every and (self._last_video_step < 0 or self.global_step - self._last_video_step >= every)
+        if self._val_examples is not None and due and not self.trainer.sanity_checking:
+            self._last_video_step = self.global_step
+            if self.trainer.is_global_zero:
+                self.write_comparison(self._val_examples, self.global_step)
+        self._val_examples = None
+
+    def write_comparison(self, examples: dict[str, torch.Tensor], step: int) -> Path:
+        """Encode the side-by-side mp4 (+ a JSON note) under run_dir/samples/ and hand it to the loggers."""
+        fps = int(dict(self.val_cfg["video"] or {}).get("fps", 8))
+        folder = Path(self.trainer.default_root_dir) / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"sr_stage{self.hparams.stage}_step{step:07d}.mp4"
+        frames = comparison_frames(examples["lr"], examples["bicubic"], examples["sr"], examples["hr"])
+        path.write_bytes(encode_mp4(frames.numpy(), fps=fps))
+        layout = "rows: clips; columns: LR (nearest) | bicubic | SR (EMA) | HR"
+        path.with_suffix(".json").write_text(json.dumps({"step": step, "stage": self.hparams.stage, "layout": layout}))
+        for logger in self.trainer.loggers:
+            log_video(logger, path, layout, step, fps)
+        return path
+
+    # --- export and optimizers ----------------------------------------------------------------------
+
+    def export_generator(self, path: str | Path, use_ema: bool = True) -> Path:
+        """Write the (EMA) generator weights as safetensors, loadable by `CascadedUpsampler.load_stage`."""
+        from safetensors.torch import save_file
+
+        net = self.ema.module if use_ema else self.generator
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path))
+        return path
+
+    def on_train_end(self) -> None:
+        """Export the EMA generator to `export_dir/upsampler_stage{stage}.safetensors` (rank 0)."""
+        if self.hparams.export_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            self.export_generator(Path(self.hparams.export_dir) / f"upsampler_stage{self.hparams.stage}.safetensors")
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """[G optimizer, D optimizer] from the `_partial_` factories (Adam β=(0.9, 0.99) in the configs)."""
+        return [self.optimizer_g_factory([p for p in self.generator.parameters() if p.requires_grad]),
+                self.optimizer_d_factory([p for p in self.discriminator.parameters() if p.requires_grad])]
