@@ -151,3 +151,22 @@ def test_ddp_ranks_share_one_run_dir(wantrain_cli, data_dir, tmp_path):
     run_dirs = list((tmp_path / "runs").iterdir())
     assert len(run_dirs) == 1, run_dirs  # both ranks resolved the same run_dir
     assert torch.load(run_dirs[0] / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tmp_path):
+    """i2v_64's structure (levels, attention, checkpointing, epsilon + min-SNR) at CPU width, tiny encoders."""
+    cfg = compose(
+        "+experiment=i2v_64", f"paths.data_dir={data_dir}", "trainer=cpu", "data.num_workers=0", "data.batch_size=1",
+        f"data.train_shards={data_dir}/synthetic/train-00000.tar", f"data.val_shards={data_dir}/synthetic/val-00000.tar",
+        "model.build_tiny_encoders=true", f"model.text_encoder.path={data_dir}/encoders/tiny-t5",
+        f"model.image_encoder.path={data_dir}/encoders/tiny-dit", "model.text_encoder.dtype=float32",
+        "model.image_encoder.dtype=float32", "model.image_encoder.block=-1", "model.fusion.text_dim=32",
+        "model.fusion.image_dim=32", "model.fusion.width=64", "model.fusion.num_heads=4", "model.unet.model_channels=16",
+        "model.unet.norm_groups=8", "model.unet.head_dim=16", root=tmp_path)
+    model = instantiate(cfg.model)
+    assert model.unet.gradient_checkpointing and model.schedule.prediction_type == "epsilon"
+    trainer = pl.Trainer(accelerator="cpu", devices=1, fast_dev_run=True, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(model, datamodule=instantiate(cfg.data))
+    assert trainer.state.finished and torch.isfinite(trainer.callback_metrics["train/loss"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import platform
 import time
@@ -11,6 +12,8 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+
+from wantrain.errors import WantrainError
 
 
 def print_table(title: str, rows: list[dict[str, Any]]) -> None:
@@ -36,6 +39,8 @@ def _format(value: Any) -> str:
 def run(cfg: DictConfig, action: str | None = None) -> None:
     """Run `wantrain.benchmarks.<action>` and save `out_dir/<action>-<time>.json`."""
     torch.manual_seed(cfg.seed)
+    if importlib.util.find_spec(f"wantrain.benchmarks.{action}") is None:
+        raise WantrainError(f"'bench {action}' is not available yet in this version; try bench data | unet | upsampler")
     module = importlib.import_module(f"wantrain.benchmarks.{action}")
     rows = module.run(cfg.bench)
     print_table(f"wantrain bench {action}", rows)

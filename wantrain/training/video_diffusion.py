@@ -162,7 +162,7 @@ class VideoDiffusionModule(pl.LightningModule):
         """Every `sampling.every_n_steps`, sample videos from validation first frames + captions (EMA weights)."""
         every = self.sampling.get("every_n_steps", 0)
         due = every and (self._last_sample_step < 0 or self.global_step - self._last_sample_step >= every)
-        if self._val_examples is not None and due and not self.trainer.sanity_checking:
+        if self._val_examples is not None and due and not (self.trainer.sanity_checking or self.trainer.fast_dev_run):
             self._last_sample_step = self.global_step
             videos = self.generate(self._val_examples)
             psnr = self.video_writer.psnr(videos, self._val_examples["video"])
