@@ -65,3 +65,20 @@ def _one_torch_thread():
 def compose():
     """The `compose_config` function, for tests that build objects from the real config tree."""
     return compose_config
+
+
+@pytest.fixture(scope="session")
+def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A $TORCH_HOME holding a (random) VGG19 checkpoint in torchvision's layout, so real stages load 'weights'."""
+    import torch
+    from torchvision.models.vgg import cfgs, make_layers
+
+    from wantrain.losses.perceptual import VGG19_FILE
+
+    home = tmp_path_factory.mktemp("torch_home")
+    folder = home / "hub" / "checkpoints"
+    folder.mkdir(parents=True)
+    torch.manual_seed(0)
+    state = {f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}
+    torch.save(state, folder / VGG19_FILE)
+    return home

@@ -17,7 +17,8 @@ def test_bare_fit_composes_the_i2v_tiny_experiment(compose, tmp_path):
 
 
 @pytest.mark.parametrize("name", list_experiments())
-def test_experiment_instantiates_data_model_and_trainer(compose, name, tmp_path):
+def test_experiment_instantiates_data_model_and_trainer(compose, name, tmp_path, torch_home, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))  # the upsampler stages load VGG19 from there
     cfg = compose(f"+experiment={name}", root=tmp_path)
     if cfg.trainer.get("accelerator") != "cpu" or cfg.trainer.get("strategy") not in (None, "auto"):
         cfg = compose(f"+experiment={name}", *_cpu_overrides(cfg), root=tmp_path)

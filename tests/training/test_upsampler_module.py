@@ -11,24 +11,9 @@ import torch
 from hydra.utils import instantiate
 
 from wantrain.commands.instantiate import build_trainer
+from wantrain.nets.upsampler import CascadedUpsampler
 
 SR_EXPERIMENTS = ["sr_tiny", "sr_stage1", "sr_stage2", "sr_stage3", "sr_stage4"]
-
-
-@pytest.fixture(scope="module")
-def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A $TORCH_HOME holding a (random) VGG19 checkpoint in torchvision's layout, so real stages load 'weights'."""
-    from torchvision.models.vgg import cfgs, make_layers
-
-    from wantrain.losses.perceptual import VGG19_FILE
-
-    home = tmp_path_factory.mktemp("torch_home")
-    folder = home / "hub" / "checkpoints"
-    folder.mkdir(parents=True)
-    torch.manual_seed(0)
-    state = {f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}
-    torch.save(state, folder / VGG19_FILE)
-    return home
 
 
 def tiny_overrides(name: str, data_dir: Path) -> list[str]:
@@ -84,20 +69,28 @@ def test_real_stage_refuses_without_vgg_weights(compose, data_dir, tmp_path, mon
     assert isinstance(err.value.__cause__ or err.value, FileNotFoundError)
 
 
-def test_bf16_mixed_hinge_r1_patch3d(compose, data_dir, tmp_path):
+def test_bf16_mixed_hinge_r1_patch3d_lpips(compose, data_dir, tmp_path):
     cfg = compose("+experiment=sr_tiny", *tiny_overrides("sr_tiny", data_dir), "trainer.precision=bf16-mixed",
                   "trainer.max_steps=3", "model.gan.loss=hinge", "model.gan.r1_gamma=1.0", "model.gan.r1_every=2",
-                  "model.discriminator.kind=patch3d", "model.crop_size=null", "model.gan.d_updates=2", "model.validation.every_n_steps=1",
+                  "model.discriminator.kind=patch3d", "model.crop_size=null", "model.gan.d_updates=2",
+                  "model.validation.every_n_steps=1",
                   "logger=csv", "callbacks.model_checkpoint.every_n_train_steps=0", "trainer.limit_val_batches=1",
-                  "data.samples_per_epoch=6", "run_name=bf16", root=tmp_path)
+                  "data.samples_per_epoch=6", "run_name=bf16",
+                  "model.validation.lpips={net: alex, allow_random_weights: true}", root=tmp_path)
     model, trainer = fit(cfg)
     assert trainer.precision == "bf16-mixed"
     assert trainer.global_step == 3 and model.batches == 3 and model.d_steps == 6  # D:G = 2:1
-    for key in ("train/loss_g", "train/loss_d", "train/r1", "val/psnr"):
+    for key in ("train/loss_g", "train/loss_d", "train/r1", "val/psnr", "val/lpips", "val/lpips_bicubic", "val/tlp"):
         assert torch.isfinite(trainer.callback_metrics[key]), key
     run_dir = Path(cfg.run_dir)
     assert sorted(p.name for p in (run_dir / "samples").glob("*.mp4")), "no side-by-side video written"
-    assert (run_dir / "export" / "upsampler_stage0.safetensors").is_file()
+    exported = run_dir / "export" / "upsampler_stage0.safetensors"
+    cascade = CascadedUpsampler(stages=[instantiate(cfg.model.generator)], base_size=16)
+    cascade.load_stage(0, exported)  # strict: the export is exactly an UpsampleStage state dict (EMA weights)
+    lr = torch.rand(1, 3, 2, 16, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.allclose(cascade(lr), model.ema.module(lr), atol=1e-6)
+        assert not torch.allclose(cascade(lr), model.generator(lr), atol=1e-6)  # EMA, not the live G
 
 
 def _read_metrics(path: Path) -> list[dict[str, str]]:
@@ -131,8 +124,8 @@ def test_two_process_ddp_fit(wantrain_cli, data_dir, tmp_path):
 def test_short_training_beats_bicubic_on_held_out_clips(compose, data_dir, tmp_path):
     torch.manual_seed(0)
     cfg = compose("+experiment=sr_tiny", f"paths.data_dir={data_dir}", "data.num_workers=0",
-                  "trainer.max_steps=120", "data.samples_per_epoch=480", "trainer.limit_val_batches=8",
-                  "model.gan.warmup_batches=80", "model.gan.ramp_batches=40", "logger=csv",
+                  "trainer.max_steps=150", "data.samples_per_epoch=600", "trainer.limit_val_batches=8",
+                  "model.gan.warmup_batches=120", "model.gan.ramp_batches=30", "model.ema_decay=0.9", "logger=csv",
                   "callbacks.model_checkpoint.every_n_train_steps=0", "run_name=psnr", root=tmp_path)
     model, trainer = fit(cfg)
     # validation ran at the end of the (single) epoch on val-00000.tar, clips never seen in training
@@ -141,7 +134,7 @@ def test_short_training_beats_bicubic_on_held_out_clips(compose, data_dir, tmp_p
           f"Y: SR {float(trainer.callback_metrics['val/psnr_y']):.2f} dB, "
           f"bicubic {float(trainer.callback_metrics['val/psnr_y_bicubic']):.2f} dB")
     assert model.phase == "gan"
-    assert psnr > bicubic + 0.3
+    assert psnr > bicubic + 0.5  # measured: +1.0 dB (36.2 vs 35.2)
 
 
 def test_checkpoint_resumes_optimizers_ema_and_counters(compose, data_dir, tmp_path):

@@ -138,6 +138,7 @@ def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir,
     assert done.returncode == 1
     assert "already finished" in done.stderr.strip().splitlines()[-1]
     assert not any(Path(run_dir / "checkpoints").glob("*.tmp-*"))
+    assert not any(Path(run_dir / "checkpoints").glob("last-v*.ckpt"))
 
 
 @pytest.mark.ddp

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 
 class RunConfigInCheckpoint(pl.Callback):
@@ -18,14 +19,11 @@ class RunConfigInCheckpoint(pl.Callback):
         checkpoint["wantrain_config"] = self.config
 
 
-class CheckpointAtEnd(pl.Callback):
-    """Saves `last.ckpt` when training ends on a step that the periodic checkpoints did not cover."""
+class PeriodicCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, plus `last.ckpt` at the end of training when the run stopped between two
+    periodic checkpoints (Lightning only writes it at the end when no `last` was ever written)."""
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        callback = trainer.checkpoint_callback
-        if callback is None or trainer.sanity_checking or getattr(trainer, "fast_dev_run", False):
-            return
-        last = getattr(callback, "last_model_path", "")
-        if last and getattr(callback, "_last_global_step_saved", -1) == trainer.global_step:
-            return
-        trainer.save_checkpoint(f"{callback.dirpath}/last.ckpt")
+        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        super().on_train_end(trainer, pl_module)

@@ -124,6 +124,9 @@ class UpsamplerModule(pl.LightningModule):
             raise WantrainError("model.gan.d_updates and model.gan.d_every must be >= 1")
         self.adversarial = AdversarialLoss(self.gan["loss"])
         self.val_cfg = {**VALIDATION_DEFAULTS, **dict(validation or {})}
+        unknown = set(self.val_cfg) - set(VALIDATION_DEFAULTS)
+        if unknown:
+            raise WantrainError(f"unknown model.validation keys {sorted(unknown)}: use {sorted(VALIDATION_DEFAULTS)}")
         lp = self.val_cfg["lpips"]
         # metric network: frozen, not trained, not in checkpoints (LPIPSLoss drops its weights from state_dict)
         self.lpips_metric = LPIPSLoss(**dict(lp)) if lp else None
@@ -141,7 +144,7 @@ class UpsamplerModule(pl.LightningModule):
         """Refuse DDP without unused-parameter detection (G and D are each idle in the other's backward)."""
         strategy = self.trainer.strategy if self._trainer is not None else None
         if isinstance(strategy, DDPStrategy) and strategy.world_size > 1 \
-                and not getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters", False):
+                and not getattr(strategy, "_ddp_kwargs", {"find_unused_parameters": True}).get("find_unused_parameters"):
             raise WantrainError("the upsampler GAN under DDP needs unused-parameter detection: "
                                 "add trainer.strategy=ddp_find_unused_parameters_true")
 
@@ -310,7 +313,8 @@ class UpsamplerModule(pl.LightningModule):
         if pred.shape[2] < 2:
             return pred.new_zeros((), dtype=torch.float32)
         lp = self.lpips_metric.lpips
-        pairs = lambda v: (v[:, :, :-1].transpose(1, 2).flatten(0, 1).float(), v[:, :, 1:].transpose(1, 2).flatten(0, 1).float())  # noqa: E731
+        frames = lambda v: v.transpose(1, 2).flatten(0, 1).float()  # noqa: E731  (B, 3, T', H, W) -> (B*T', 3, H, W)
+        pairs = lambda v: (frames(v[:, :, :-1]), frames(v[:, :, 1:]))  # noqa: E731
         return (lp(*pairs(pred)) - lp(*pairs(target))).abs().mean()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:

@@ -1,0 +1,24 @@
+"""`python -m wantrain fit +experiment=NAME` for every tiny experiment, with a tiny step budget, as a user runs it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from wantrain.config_tree import list_experiments
+
+TINY = [name for name in list_experiments() if name.endswith("_tiny")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", TINY)
+def test_tiny_experiment_fits_and_writes_a_checkpoint(wantrain_cli, data_dir, tmp_path, name):
+    result = wantrain_cli(["fit", f"+experiment={name}", f"paths.data_dir={data_dir}", "run_name=tiny",
+                           "trainer.max_steps=2", "data.samples_per_epoch=8", "data.num_workers=0",
+                           "trainer.limit_val_batches=1", "print_config=false"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "tiny"
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] >= 2
+    assert checkpoint["wantrain_config"]["model"]["_target_"].startswith("wantrain.training.")
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "csv" / "metrics.csv").is_file()
