@@ -111,10 +111,11 @@ def test_two_process_ddp_fit(wantrain_cli, data_dir, tmp_path):
         cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "ddp"
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == steps  # not 2x: D steps are not counted
     assert ckpt["upsampler_counters"] == {"batches": steps, "d_steps": steps - 2, "phase": "gan"}
-    rows = _read_metrics(run_dir / "csv" / "metrics.csv")
+    (metrics_csv,) = run_dir.glob("csv/*/metrics.csv")  # one folder per launch
+    rows = _read_metrics(metrics_csv)
     batches = [float(r["trainer/batches"]) for r in rows if r.get("trainer/batches")]
     assert max(batches) == steps
     assert any(r.get("val/psnr_bicubic") for r in rows)
@@ -150,7 +151,7 @@ def test_checkpoint_resumes_optimizers_ema_and_counters(compose, data_dir, tmp_p
     }
     assert (model.batches, model.d_steps, model.phase) == (4, 2, "gan")
     ckpt = Path(cfg.run_dir) / "checkpoints" / "last.ckpt"
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     assert state["global_step"] == 4 and len(state["optimizer_states"]) == 2
     assert not [k for k in state["state_dict"] if k.startswith("content_loss.vgg.features")]  # frozen: not saved
 
