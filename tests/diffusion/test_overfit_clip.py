@@ -30,17 +30,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(4.0 / (a - b).pow(2).mean().item())
 
 
-@pytest.fixture
-def one_thread():
-    """Run single-threaded: small ops gain nothing from threads, and a loaded 2-core box thrashes with them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.mark.slow
-def test_overfit_one_clip_then_ddim_reproduces_it(one_thread) -> None:
+def test_overfit_one_clip_then_ddim_reproduces_it() -> None:
     torch.manual_seed(0)
     clip = moving_square()
     model = SpatioTemporalUNet(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from wantrain.encoders.tiny import build_tiny_clip, build_tiny_dit, build_tiny_t5, build_tiny_umt5
 
@@ -15,15 +14,6 @@ CAPTIONS = [
     "two small dots drift apart on a dark background",
     "a white line sweeps from top to bottom",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (the 2 cores are shared with other processes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -9,15 +9,6 @@ from torchvision.models.vgg import cfgs, make_layers
 from wantrain.losses.perceptual import VGG19_LAYERS, ContentLoss, LPIPSLoss, VGGFeatureLoss
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs: one thread avoids OpenMP spin-waits on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture()
 def vgg_file(tmp_path):
     """A random VGG19 state dict in torchvision's layout (features.* + a classifier key) saved with torch.save."""

@@ -10,15 +10,6 @@ from torch.nn.utils import parametrize
 from wantrain.nets.discriminator import PatchDiscriminator3D, UNetDiscriminatorSN, build_discriminator
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs: one thread avoids OpenMP spin-waits on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _sn_layers(model: nn.Module) -> int:
     return sum(1 for m in model.modules()
                if parametrize.is_parametrized(m, "weight")

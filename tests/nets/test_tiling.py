@@ -10,15 +10,6 @@ from wantrain.nets.tiling import feather, tile_starts, tiled_forward
 from wantrain.nets.upsampler import UpsampleStage
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Many tiny tile convs: one thread avoids OpenMP spin-waits on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _stage() -> UpsampleStage:
     stage = UpsampleStage(channels=8, num_blocks=2, detail_blocks=1)
     gen = torch.Generator().manual_seed(3)

@@ -13,15 +13,6 @@ from wantrain.data.degrade import downsample
 from wantrain.nets.upsampler import CascadedUpsampler, UpsampleStage
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs: one thread avoids OpenMP spin-waits on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _bilinear(x: torch.Tensor) -> torch.Tensor:
     b = x.shape[0]
     f = F.interpolate(x.transpose(1, 2).flatten(0, 1), scale_factor=2, mode="bilinear", align_corners=False)

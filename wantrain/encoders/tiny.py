@@ -10,6 +10,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -113,32 +114,21 @@ def build_tiny_t5(
     num_layers: int = 2,
     num_heads: int = 4,
     vocab_size: int = 256,
+    kind: str = "t5",
 ) -> Path:
-    """Build a random T5 encoder + sentencepiece tokenizer (google/t5-v1_1 layout) at `path`; returns the path."""
+    """Build a random T5 encoder + sentencepiece tokenizer (google/t5-v1_1 layout; `kind="umt5"`: google/umt5-xxl
+    layout) at `path`; returns the path."""
     captions = list(captions)
-    spec = dict(kind="t5", seed=seed, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
+    spec = dict(kind=kind, seed=seed, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
                 vocab_size=vocab_size, n_captions=len(captions), captions_hash=_hash(captions))
     return _build_atomic(
-        path, spec, lambda out: _save_t5_family(out, captions, seed, "t5", d_model, num_layers, num_heads, vocab_size)
+        path, spec, lambda out: _save_t5_family(out, captions, seed, kind, d_model, num_layers, num_heads, vocab_size)
     )
 
 
-def build_tiny_umt5(
-    path: str | os.PathLike,
-    captions: Iterable[str],
-    seed: int = 0,
-    d_model: int = 32,
-    num_layers: int = 2,
-    num_heads: int = 4,
-    vocab_size: int = 256,
-) -> Path:
+def build_tiny_umt5(path: str | os.PathLike, captions: Iterable[str], **kwargs: Any) -> Path:
     """Build a random UMT5 encoder + sentencepiece tokenizer (google/umt5-xxl layout) at `path`; returns the path."""
-    captions = list(captions)
-    spec = dict(kind="umt5", seed=seed, d_model=d_model, num_layers=num_layers, num_heads=num_heads,
-                vocab_size=vocab_size, n_captions=len(captions), captions_hash=_hash(captions))
-    return _build_atomic(
-        path, spec, lambda out: _save_t5_family(out, captions, seed, "umt5", d_model, num_layers, num_heads, vocab_size)
-    )
+    return build_tiny_t5(path, captions, kind="umt5", **kwargs)
 
 
 def _hash(captions: list[str]) -> str:
