@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +9,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
+from wantrain.benchmarks.timing import seconds_per_call
 from wantrain.nets.unet import SpatioTemporalUNet
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by GPU name substring, most specific first.
@@ -65,20 +65,6 @@ def matched_peer(unet: dict[str, Any], target_params: int) -> torch.nn.Module:
     return diffusers_peer(unet, width)
 
 
-def time_fwd_bwd(step: Callable[[], torch.Tensor], device: torch.device, warmup: int, iters: int) -> float:
-    """Seconds per forward+backward, after warm-up."""
-    for _ in range(warmup):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - start) / iters
-
-
 def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tensor], cfg: DictConfig,
             device: torch.device, peak: float | None) -> dict[str, Any]:
     """Time and count FLOPs of one forward+backward (bf16 autocast where configured) -> a table row."""
@@ -98,7 +84,7 @@ def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tenso
     with counter:
         step()
     flops = counter.get_total_flops()
-    seconds = time_fwd_bwd(step, device, int(cfg.warmup), int(cfg.iters))
+    seconds = seconds_per_call(step, device, int(cfg.warmup), int(cfg.iters))
     achieved = flops / seconds / 1e12
     row = {"model": name, "params_M": round(count_params(model) / 1e6, 3), "device": str(device),
            "dtype": name_, "batch": int(cfg.batch_size), "frames": int(cfg.num_frames),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
 
+from wantrain.benchmarks.timing import seconds_per_call
 from wantrain.losses.adversarial import discriminator_loss, generator_loss
 from wantrain.nets.discriminator import build_discriminator
 from wantrain.nets.upsampler import UpsampleStage
@@ -28,20 +28,6 @@ class _PeakActivation:
     def close(self) -> None:
         for h in self._handles:
             h.remove()
-
-
-def _timed(fn: Callable[[], Any], device: torch.device, warmup: int, repeats: int) -> float:
-    """Mean seconds per call of fn after warm-up (synchronising CUDA)."""
-    for _ in range(warmup):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return (time.perf_counter() - t0) / repeats
 
 
 def _get(cfg: Any, key: str, default: Any) -> Any:
@@ -88,10 +74,10 @@ def run(cfg: Any) -> list[dict]:
         loss.backward()
 
     rows = []
-    sec = _timed(g_step, device, warmup, repeats)
+    sec = seconds_per_call(g_step, device, warmup, repeats)
     rows.append({**common, "part": "G fwd+bwd (L1+GAN)", "shape": f"{b}x3x{t}x{s}x{s}", "params": params,
                  "ms_per_clip": round(1e3 * sec / b, 2), "frames_per_s": round(b * t / sec, 2)})
-    sec = _timed(d_step, device, warmup, repeats)
+    sec = seconds_per_call(d_step, device, warmup, repeats)
     rows.append({**common, "part": f"D[{_get(cfg, 'discriminator', 'unet')}] fwd+bwd real+fake",
                  "shape": f"{b}x3x{t}x{2 * s}x{2 * s}", "params": sum(p.numel() for p in disc.parameters()),
                  "ms_per_clip": round(1e3 * sec / b, 2), "frames_per_s": round(b * t / sec, 2)})
@@ -111,7 +97,7 @@ def run(cfg: Any) -> list[dict]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad(), amp:
-            sec = _timed(lambda: outputs.__setitem__(name, fn()), device, warmup, repeats)
+            sec = seconds_per_call(lambda: outputs.__setitem__(name, fn()), device, warmup, repeats)
         probe.close()
         row = {**common, "part": f"infer {name}", "shape": f"1x3x{t}x{big}x{big}",
                "ms_per_clip": round(1e3 * sec, 2), "frames_per_s": round(t / sec, 2),
