@@ -76,7 +76,7 @@ def check_experiments(overrides: Sequence[str]) -> None:
 def check_overrides(config_name: str, overrides: list[str]) -> None:
     """Compose once with the compose API so a bad override fails in one line, before Hydra runs."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
+    from hydra.errors import HydraException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     if any(item.startswith("-") for item in overrides):
@@ -89,6 +89,8 @@ def check_overrides(config_name: str, overrides: list[str]) -> None:
         cause = err.__cause__
         if cause is not None and str(cause) not in message:
             message += f" ({str(cause).splitlines()[0]})"
+        if isinstance(err, OverrideParseException) and any("{" in item for item in overrides):
+            message += "; quote values with braces for Hydra: \"data.train_shards='/data/{00000..00099}.tar'\""
         raise UsageError(f"bad override: {message}") from err
 
 
@@ -96,6 +98,7 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
     """Run one command through Hydra with argv holding only the overrides while Hydra parses them."""
     import hydra
     from omegaconf import DictConfig
+    from omegaconf.errors import MissingMandatoryValue
 
     from wantrain.errors import WantrainError
 
@@ -109,6 +112,12 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
         sys.argv[:] = full_argv
         try:
             module.run(cfg, action)
+        except MissingMandatoryValue as err:
+            if os.environ.get("WANTRAIN_TRACEBACK"):
+                raise
+            key = getattr(err, "full_key", "") or str(err).splitlines()[0]
+            print(f"wantrain: error: {key} is not set (it is ??? in the config); pass {key}=VALUE", file=sys.stderr)
+            raise SystemExit(2) from None
         except (WantrainError, FileNotFoundError) as err:
             if os.environ.get("WANTRAIN_TRACEBACK"):
                 raise

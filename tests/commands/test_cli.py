@@ -29,6 +29,7 @@ def test_no_arguments_prints_commands_and_experiments(wantrain_cli, tmp_path):
     (["fit", "trainer=no_such_trainer"], "bad override"),
     (["fit", "trainer.max_steps=[1"], "bad override"),
     (["bench", "nothing"], "needs an action"),
+    (["fit", "data=shards", "data.train_shards=/data/{00000..00003}.tar"], "quote values with braces"),
 ])
 def test_bad_command_lines_fail_in_one_line_with_code_2(wantrain_cli, tmp_path, args, expected):
     result = wantrain_cli(args, cwd=tmp_path)
@@ -36,6 +37,21 @@ def test_bad_command_lines_fail_in_one_line_with_code_2(wantrain_cli, tmp_path, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and expected in lines[0], result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_unset_mandatory_value_is_named_in_one_line(wantrain_cli, tmp_path):
+    result = wantrain_cli(["fit", "data=shards", "print_config=false"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        "wantrain: error: data.train_shards is not set (it is ??? in the config); pass data.train_shards=VALUE")
+
+
+def test_missing_shards_are_named_in_one_line(wantrain_cli, tmp_path):
+    result = wantrain_cli(["fit", "data=shards", f"data.train_shards='{tmp_path}/none/{{00000..00003}}.tar'",
+                           "print_config=false"], cwd=tmp_path)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("wantrain: error: data.train_shards:") and f"{tmp_path}/none/00000.tar" in last
 
 
 def test_unavailable_command_says_so_in_one_line(wantrain_cli, tmp_path):
