@@ -25,11 +25,16 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def run_wantrain(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None,
+def run_wantrain(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str | None] | None = None,
                  ) -> subprocess.CompletedProcess[str]:
     """Run `python -m wantrain ARGS` in a subprocess (as a user would), capturing its output."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_"))}
-    full_env.update({"PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled", **(env or {})})
+    full_env.update({"PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"})
+    for key, value in (env or {}).items():  # None unsets a variable
+        if value is None:
+            full_env.pop(key, None)
+        else:
+            full_env[key] = value
     return subprocess.run([sys.executable, "-m", "wantrain", *args], cwd=cwd, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
 

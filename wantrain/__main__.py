@@ -26,7 +26,8 @@ COMMANDS: dict[str, Command] = {
     "test": Command("evaluate a checkpoint on a shard set and write metrics JSON"),
     "sample": Command("generate an mp4 from an image and a prompt", "sample"),
     "encode": Command("cache frozen T5/DiT embeddings into shards (out=DIR)", "encode"),
-    "bench": Command("benchmarks: data | unet | upsampler", "bench", ("data", "unet", "upsampler"), "bench"),
+    "bench": Command("benchmarks: data | unet | upsampler | step", "bench",
+                     ("data", "unet", "upsampler", "step"), "bench"),
     "shards": Command("write shards: synthetic | from-folder", "shards", ("synthetic", "from-folder")),
 }
 

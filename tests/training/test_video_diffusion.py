@@ -114,11 +114,18 @@ def test_generate_is_deterministic_for_a_seed(tiny_cfg):
 def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir, tmp_path):
     common = [f"paths.data_dir={data_dir}", "run_name=r", "data.samples_per_epoch=8", "data.batch_size=2",
               "data.num_workers=0", "trainer.limit_val_batches=1", "model.sampling.every_n_steps=1",
-              "model.sampling.num_steps=2", "callbacks.model_checkpoint.every_n_train_steps=3", "print_config=false"]
+              "model.sampling.num_steps=2", "callbacks.model_checkpoint.every_n_train_steps=3", "print_config=false",
+              "trainer.log_every_n_steps=2", "callbacks.progress.every_n_steps=2"]
     first = wantrain_cli(["fit", "trainer.max_steps=4", *common], cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
     run_dir = tmp_path / "runs" / "r"
     assert (run_dir / "config.yaml").is_file()
+    assert "step 4/4 epoch" in first.stdout and "it/s" in first.stdout  # plain progress lines off a terminal
+    (metrics,) = run_dir.glob("csv/*/metrics.csv")
+    header = metrics.read_text().splitlines()[0].split(",")
+    for column in ("train/loss", "train/loss_t0", "train/grad_norm", "val/loss", "val/sample_psnr", "lr-AdamW",
+                   "perf/samples_per_s", "perf/data_wait_fraction", "data/skipped_fraction"):
+        assert column in header, column
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
     samples = sorted((run_dir / "samples").glob("*.mp4"))
     assert samples, "validation wrote no sample video"

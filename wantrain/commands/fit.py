@@ -17,5 +17,8 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), run_dir, cfg.trainer.get("max_steps"))
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model)
-    trainer = build_trainer(cfg, extra_callbacks=[RunConfigInCheckpoint(OmegaConf.to_container(cfg, resolve=True))])
+    run_config = OmegaConf.to_container(cfg, resolve=True)
+    trainer = build_trainer(cfg, extra_callbacks=[RunConfigInCheckpoint(run_config)])
+    for logger in trainer.loggers:
+        logger.log_hyperparams(run_config)  # the whole resolved config, not only the module's arguments
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
