@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ProgressBar
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -19,9 +20,12 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
 def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
     """A Trainer from `cfg.trainer` with the configured callbacks (plus `extra_callbacks`) and loggers."""
     loggers = instantiate_group(cfg.get("logger"))
+    callbacks = [*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])]
+    if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]  # Lightning refuses both
     return instantiate(
         cfg.trainer,
-        callbacks=[*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])],
+        callbacks=callbacks,
         logger=loggers if loggers else False,
         **overrides,
     )

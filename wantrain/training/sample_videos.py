@@ -51,7 +51,7 @@ class SampleVideoWriter:
 
 
 def log_video(logger: Any, path: Path, caption: str, step: int, fps: int) -> None:
-    """Log an mp4 file as media where the logger supports it (wandb: the file; TensorBoard: the frames)."""
+    """Log an mp4 file as media where the logger supports it (wandb: the file; TensorBoard: a frame strip)."""
     from pytorch_lightning.loggers import TensorBoardLogger, WandbLogger
 
     if isinstance(logger, WandbLogger):
@@ -60,10 +60,11 @@ def log_video(logger: Any, path: Path, caption: str, step: int, fps: int) -> Non
         logger.experiment.log({"val/samples": wandb.Video(str(path), caption=caption, format="mp4"),
                                "trainer/global_step": step})
     elif isinstance(logger, TensorBoardLogger):
+        # TensorBoard's add_video needs moviepy: log the frames as one image strip instead (time runs left to right)
         from wantrain.data.video import open_video
 
         reader = open_video(path.read_bytes())
         frames = reader.get_frames(list(range(reader.meta.num_frames or 0)))
         reader.close()
-        video = torch.from_numpy(frames).permute(0, 3, 1, 2).unsqueeze(0)  # (1, T, 3, H, W)
-        logger.experiment.add_video("val/samples", video, global_step=step, fps=fps)
+        strip = torch.from_numpy(frames).permute(1, 0, 2, 3).flatten(1, 2)  # (T, H, W, 3) -> (H, T*W, 3)
+        logger.experiment.add_image("val/samples", strip, global_step=step, dataformats="HWC")
