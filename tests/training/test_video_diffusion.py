@@ -141,6 +141,10 @@ def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir,
     assert state["global_step"] == 6
     assert state["wantrain_config"]["run_dir"] == str(run_dir)
 
+    validated = wantrain_cli(["validate", f"ckpt_path={run_dir}/checkpoints/last.ckpt", *common], cwd=tmp_path)
+    assert validated.returncode == 0, validated.stderr[-3000:]
+    assert "val/loss" in validated.stdout
+
     done = wantrain_cli(["fit", "trainer.max_steps=6", *common], cwd=tmp_path)
     assert done.returncode == 1
     assert "already finished" in done.stderr.strip().splitlines()[-1]
