@@ -1,0 +1,75 @@
+"""`ImageToVideoPipeline`: base diffusion model + upsampler cascade, from checkpoints or exported folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from wantrain.errors import WantrainError
+from wantrain.inference.base import BaseModel
+from wantrain.inference.cascade import SRStage, check_chain, stages_for_size
+from wantrain.inference.checkpoints import EXPORT_INDEX, read_stage
+
+
+class ImageToVideoPipeline(nn.Module):
+    """first frame + prompt -> low-res clip (base) -> ×2 stages -> (B, 3, T, H·2^n, W·2^n) in [-1, 1]."""
+
+    def __init__(self, base: BaseModel, stages: Sequence[SRStage] = (), sources: Sequence[str] = (),
+                 check_sizes: bool = True) -> None:
+        super().__init__()
+        self.base = base
+        self.stages = nn.ModuleList(stages)
+        sources = list(sources) or [f"stage {i}" for i in range(len(stages))]
+        if check_sizes:
+            self.sizes = check_chain(base.resolution, list(stages), sources)
+        else:
+            h, w = base.resolution
+            self.sizes = [(h * 2 ** i, w * 2 ** i) for i in range(len(stages) + 1)]
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.device
+
+    def num_stages_for(self, size: int | None) -> int:
+        """Stages to run for output frame height `size` (None: all), or a one-line error."""
+        return stages_for_size(self.sizes, size)
+
+    @torch.no_grad()
+    def forward(self, images: torch.Tensor, prompts: Sequence[str], seeds: Sequence[int], size: int | None = None,
+                tile: int | str | None = "auto", tile_overlap: int = 16, sr_noise_level: float = 0.0,
+                num_frames: int | None = None, **sampling: Any) -> torch.Tensor:
+        """Clips (B, 3, T, H, W) in [-1, 1] at frame height `size` (default: the last stage's)."""
+        n = self.num_stages_for(size)
+        video = self.base.generate(images, prompts, seeds, num_frames=num_frames, **sampling)
+        for stage in list(self.stages)[:n]:
+            video = stage(video, tile=tile, overlap=tile_overlap, noise_level=sr_noise_level)
+        return video
+
+
+def load_pipeline(base: str | Path, sr: Sequence[str | Path] | None = None, use_ema: bool = True,
+                  text_encoder: str | None = None, image_encoder: str | None = None, check_sizes: bool = True,
+                  device: torch.device | str = "cpu") -> ImageToVideoPipeline:
+    """Base + stages from .ckpt files, exported stage folders, or an export root (`sr=None`: its stages)."""
+    base_path = Path(base)
+    if (base_path / EXPORT_INDEX).is_file():
+        index = json.loads((base_path / EXPORT_INDEX).read_text())
+        if sr is None:
+            sr = [base_path / name for name in index.get("stages", [])]
+        base_path = base_path / index.get("base", "base")
+    sr = list(sr or [])
+    base_model = BaseModel.from_stage(read_stage(base_path, "base_ckpt", use_ema), text_encoder, image_encoder)
+    stages = [SRStage.from_stage(read_stage(p, "sr_ckpts", use_ema)) for p in sr]
+    return ImageToVideoPipeline(base_model, stages, [str(p) for p in sr], check_sizes).to(device)
+
+
+def load_exported(folder: str | Path, text_encoder: str | None = None, image_encoder: str | None = None,
+                  device: torch.device | str = "cpu") -> ImageToVideoPipeline:
+    """The pipeline written by `wantrain sample export=DIR` (plain PyTorch, no Lightning needed)."""
+    folder = Path(folder)
+    if not (folder / EXPORT_INDEX).is_file():
+        raise WantrainError(f"{folder} has no {EXPORT_INDEX}: not a folder written by `wantrain sample export=DIR`")
+    return load_pipeline(folder, None, True, text_encoder, image_encoder, device=device)
