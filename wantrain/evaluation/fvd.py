@@ -83,7 +83,7 @@ def frechet_distance(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray)
         raise WantrainError(f"FVD needs at least 2 clips per side (got {a.shape[0]} and {b.shape[0]})")
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    covmean = linalg.sqrtm(s_a @ s_b)
     if not np.isfinite(covmean).all():  # singular product: regularise (as pytorch-fid does)
         eps = np.eye(a.shape[1]) * 1e-6
         covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
