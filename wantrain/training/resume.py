@@ -1,4 +1,10 @@
-"""`ckpt_path=auto`: resume from the newest complete checkpoint of a run directory."""
+"""`ckpt_path=auto`: resume from the newest complete checkpoint of a run directory.
+
+The one place that picks the checkpoint to resume from: `run_dir/checkpoints/*.ckpt` (last and periodic ones,
+written by ModelCheckpoint) and `run_dir/hpc_ckpt_N.ckpt` (written by Lightning's SLURMEnvironment on the requeue
+signal). The newest file wins. `fit` passes the chosen path to `Trainer.fit(ckpt_path=...)`, so Lightning's own
+"restore hpc_ckpt when ckpt_path is None on SLURM" never decides on its own (it would find nothing we did not).
+"""
 
 from __future__ import annotations
 
@@ -10,12 +16,17 @@ import torch
 from wantrain.errors import WantrainError
 
 
-def checkpoint_candidates(ckpt_dir: Path) -> list[Path]:
-    """Complete checkpoints in a directory (last, hpc requeue and periodic ones), oldest first."""
-    if not ckpt_dir.is_dir():
-        return []
-    # Writers save to a temporary name and rename, so every `*.ckpt` here is complete.
-    found = [p for p in ckpt_dir.glob("*.ckpt") if p.is_file() and p.stat().st_size > 0]
+HPC_PATTERN = "hpc_ckpt_*.ckpt"  # Lightning's name for the checkpoint saved on the SLURM requeue signal
+
+
+def checkpoint_candidates(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run (run_dir/checkpoints/*.ckpt and run_dir/hpc_ckpt_*.ckpt), oldest first."""
+    run_dir = Path(run_dir)
+    found: list[Path] = []
+    for folder, pattern in ((run_dir / "checkpoints", "*.ckpt"), (run_dir, HPC_PATTERN)):
+        if folder.is_dir():
+            # Writers save to `NAME.ckpt.tmp-PID` and rename, so every `*.ckpt` here is complete.
+            found += [p for p in folder.glob(pattern) if p.is_file() and p.stat().st_size > 0]
     return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name))
 
 
@@ -38,7 +49,7 @@ def resolve_ckpt_path(ckpt_path: str | None, run_dir: str | Path, max_steps: int
         if not path.is_file():
             raise WantrainError(f"checkpoint {path} does not exist; give an existing .ckpt or ckpt_path=auto")
         return str(path)
-    candidates = checkpoint_candidates(Path(run_dir) / "checkpoints")
+    candidates = checkpoint_candidates(Path(run_dir))
     if not candidates:
         return None
     newest = candidates[-1]
