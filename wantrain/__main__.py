@@ -101,6 +101,7 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
     from omegaconf import DictConfig
     from omegaconf.errors import MissingMandatoryValue
 
+    from wantrain.commands.launch import register_resolvers
     from wantrain.errors import WantrainError
 
     command = COMMANDS[name]
@@ -109,6 +110,8 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
 
     @hydra.main(config_path=str(config_dir()), config_name=command.config_name, version_base="1.3")
     def task(cfg: DictConfig) -> None:
+        # A multirun job on SLURM (submitit) runs this function in a fresh process that never ran main().
+        register_resolvers()
         # Lightning relaunches DDP ranks from sys.argv: give it back the full command line.
         sys.argv[:] = full_argv
         try:
