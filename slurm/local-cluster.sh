@@ -7,7 +7,7 @@
 #   bash slurm/local-cluster.sh stop     # stop slurmd, slurmctld, munged
 #
 # One node (this host, at 127.0.0.1) with this machine's CPUs and memory, one partition `local`, requeue allowed.
-# Settings that matter for preemption tests: AuthInfo=cred_expire=10 (else a requeued job waits ~121 s),
+# Settings that matter for preemption tests: AuthInfo=cred_expire=5 (else a requeued job waits ~121 s),
 # SchedulerParameters=sched_interval=2,bf_interval=2 (jobs start within ~2 s), KillWait=5.
 # `start` is idempotent: it leaves a running, healthy cluster alone. Environment knobs:
 #   WANTRAIN_SLURM_PARTITION (default local), WANTRAIN_SLURM_TIMEOUT (seconds to wait for the node, default 60).
