@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import warnings
 from collections.abc import Iterator
 
 import torch
@@ -13,6 +14,8 @@ from wantrain.data.collate import collate_samples
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import assign_shards, read_shard, shard_order
 from wantrain.data.skips import SkipCounter, SkipError
+
+POSITION_KEY = "__position__"  # (worker, epoch, next raw position), added to batches for ShardLoader
 
 
 def make_seed(*parts: int) -> int:
@@ -47,6 +50,10 @@ class VideoShardDataset(IterableDataset):
     train=True: shards resampled forever (or one shuffled pass with resampled=False), shuffled samples,
     random windows/crops. train=False: one deterministic pass, centred windows/crops. Finite passes keep
     their partial last batch. Each batch's "skipped" holds the skips met since the previous batch.
+
+    Resumable: shard order and shuffle buffer draw from the stream's RNG, and each sample's window/crop from
+    its own RNG seeded by (seed, rank, worker, epoch, position in the shuffled stream). So a pass can restart
+    at any position by reading (never decoding) the raw samples before it (`resume`, set by ShardLoader).
     """
 
     def __init__(
@@ -74,16 +81,24 @@ class VideoShardDataset(IterableDataset):
         self.max_empty_shards = max_empty_shards if max_empty_shards is not None else 2 * len(self.shards) + 8
         self.epoch = 0  # set by ShardLoader before each pass (seen by non-persistent workers)
         self._worker_passes = 0  # passes made by a persistent worker's copy
+        self.report_position = False  # ShardLoader: tag batches with (worker, epoch, next raw position)
+        # ShardLoader after a restore: {"epoch", "rotation", "positions"} for the pass of that epoch only
+        self.resume: dict | None = None
+
+    def where(self) -> tuple[int, int]:
+        """(rank, world_size) this dataset reads for."""
+        rank, world = (self.rank, self.world_size) if self.rank is not None else dist_info()
+        return rank, world or 1
 
     def _where(self) -> tuple[int, int, int, int, int]:
-        rank, world = (self.rank, self.world_size) if self.rank is not None else dist_info()
+        rank, world = self.where()
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch = self.epoch
         if info is not None:  # persistent workers keep their copy: count passes locally
             epoch += self._worker_passes
             self._worker_passes += 1
-        return rank, world or 1, worker, num_workers, epoch
+        return rank, world, worker, num_workers, epoch
 
     def _raw(self, shards: list[str], modulo: int, residue: int, rng: random.Random, counter: SkipCounter,
              where: str) -> Iterator[dict]:
@@ -102,8 +117,18 @@ class VideoShardDataset(IterableDataset):
                     "unreadable or hold fewer samples than ranks x workers; check them or use fewer workers"
                 )
 
+    def _collate(self, samples: list[dict], counter: SkipCounter, tag: tuple[int, int, int]) -> dict:
+        batch = collate_samples(samples, self.decoder.embeddings, counter.take())
+        if self.report_position:
+            batch[POSITION_KEY] = tag
+        return batch
+
     def __iter__(self) -> Iterator[dict]:
-        rank, world, worker, num_workers, epoch = self._where()
+        rank, world, physical, num_workers, epoch = self._where()
+        resume = self.resume if self.train and self.resume and self.resume["epoch"] == epoch else None
+        # after a restore, physical worker 0 plays the worker whose batch comes next (round-robin order)
+        worker = (physical + resume["rotation"]) % num_workers if resume else physical
+        start = int(resume["positions"][worker]) if resume else 0
         shards, modulo, residue = assign_shards(self.shards, rank, world, worker, num_workers)
         rng = random.Random(make_seed(self.seed, rank, worker, epoch, int(self.train)))
         counter = SkipCounter()
@@ -113,26 +138,48 @@ class VideoShardDataset(IterableDataset):
             samples = _buffer_shuffle(samples, self.shuffle_buffer, rng)
         batch: list[dict] = []
         full: list[dict] | None = None  # a full batch is handed out once the next good sample (or the end) arrives,
-        for raw in samples:  # so skips met in between travel with it and a finite pass loses none
+        position = -1  # so skips met in between travel with it and a finite pass loses none
+        for position, raw in enumerate(samples):
+            if position < start:  # consumed before the interruption: read, never decoded
+                continue
+            if position == start and start:
+                counter.take()  # skips met while fast-forwarding were reported before the interruption
+            seed = make_seed(self.seed, rank, worker, epoch, int(self.train), position)
             try:
-                sample = self.decoder(raw, rng if self.train else None)
+                sample = self.decoder(raw, random.Random(seed) if self.train else None)
             except SkipError as exc:
                 counter.add(exc.reason, f"{raw['__url__']}:{raw['__key__']}: {exc}")
                 continue
-            if full is not None:
-                yield collate_samples(full, self.decoder.embeddings, counter.take())
+            if full is not None:  # resuming at `position` re-reads this sample: batch `full` is complete
+                yield self._collate(full, counter, (worker, epoch, position))
                 full = None
             batch.append(sample)
             if len(batch) == self.batch_size:
                 full, batch = batch, []
         if full is not None:
-            yield collate_samples(full, self.decoder.embeddings, counter.take())
+            yield self._collate(full, counter, (worker, epoch, position + 1))
         elif batch:  # only finite passes end: their last partial batch is kept
-            yield collate_samples(batch, self.decoder.embeddings, counter.take())
+            yield self._collate(batch, counter, (worker, epoch, position + 1))
+
+
+def gather_states(state: dict, world: int) -> list[dict]:
+    """Every rank's `state` (a collective under torch.distributed with `world` > 1, else just this one)."""
+    if world > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+        states: list = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(states, state)
+        return states
+    return [state]
 
 
 class ShardLoader:
-    """A DataLoader over a VideoShardDataset; with `batches_per_epoch` every epoch (and rank) has that length."""
+    """A DataLoader over a VideoShardDataset; with `batches_per_epoch` every epoch (and rank) has that length.
+
+    Stateful (Lightning saves `state_dict()` in checkpoints and calls `load_state_dict()` on resume): the state
+    is the epoch and, per worker, the raw position after the last batch handed out (counted here in the main
+    process, so batches prefetched by the workers do not count), for every rank. After a restore the
+    interrupted epoch continues exactly where it stopped, for epochs of fixed length (`batches_per_epoch`);
+    a finite pass restarts its epoch.
+    """
 
     def __init__(
         self,
@@ -145,6 +192,8 @@ class ShardLoader:
         multiprocessing_context: str | None = None,
     ) -> None:
         self.dataset, self.batches_per_epoch = dataset, batches_per_epoch
+        dataset.report_position = True
+        self.num_workers = max(1, num_workers)
         self.loader = DataLoader(
             dataset,
             batch_size=None,
@@ -153,28 +202,76 @@ class ShardLoader:
             pin_memory=pin_memory,
             prefetch_factor=prefetch_factor if num_workers > 0 else None,
             multiprocessing_context=multiprocessing_context if num_workers > 0 else None,
+            # worker base seeds from a generator of our own: iterating never moves the global torch RNG
+            generator=torch.Generator().manual_seed(make_seed(dataset.seed, 7)),
         )
-        self._epoch = 0
+        self._epoch = 0  # the epoch of the next pass
+        self._progress: dict | None = None  # the pass in flight (or last finished)
+        self._restored: dict | None = None  # a loaded state, applied by the next pass
+
+    def _fresh(self, epoch: int) -> dict:
+        return {"epoch": epoch, "batches": 0, "next_worker": 0, "positions": [0] * self.num_workers}
+
+    def _begin(self) -> dict:
+        """The progress record of the pass that starts now (a restored one continues its epoch)."""
+        restored, self._restored = self._restored, None
+        if restored is None:
+            return self._fresh(self._epoch)
+        done = self.batches_per_epoch is not None and restored["batches"] >= self.batches_per_epoch
+        if done or restored["batches"] == 0:
+            return self._fresh(restored["epoch"] + int(done))
+        if self.batches_per_epoch is None:  # finite pass: Lightning prefetches it, positions may run ahead
+            return self._fresh(restored["epoch"])
+        return {**restored, "positions": list(restored["positions"])}
 
     def __iter__(self) -> Iterator[dict]:
-        self.dataset.epoch = self._epoch
-        self._epoch += 1
-        it = iter(self.loader)
-        if self.batches_per_epoch is None:
-            yield from it
-            return
-        count = 0
-        for batch in it:
+        progress = self._begin()
+        self._progress, self._epoch = progress, progress["epoch"] + 1
+        self.dataset.epoch = progress["epoch"]
+        self.dataset.resume = None if progress["batches"] == 0 else {
+            "epoch": progress["epoch"], "rotation": progress["next_worker"], "positions": progress["positions"]}
+        for batch in iter(self.loader):
+            worker, _, after = batch.pop(POSITION_KEY)
+            progress["positions"][worker] = after
+            progress["next_worker"] = (worker + 1) % self.num_workers
+            progress["batches"] += 1
             yield batch
-            count += 1
-            if count >= self.batches_per_epoch:
+            if self.batches_per_epoch is not None and progress["batches"] >= self.batches_per_epoch:
                 return
-        raise RuntimeError(
-            f"the batch stream ended after {count} of {self.batches_per_epoch} batches; "
-            "use resampled shards for training (data.resampled=true)"
-        )
+        if self.batches_per_epoch is not None:
+            raise RuntimeError(
+                f"the batch stream ended after {progress['batches']} of {self.batches_per_epoch} batches; "
+                "use resampled shards for training (data.resampled=true)"
+            )
 
     def __len__(self) -> int:
         if self.batches_per_epoch is None:
             raise TypeError("a validation pass has no fixed length")
         return self.batches_per_epoch
+
+    def _signature(self) -> dict:
+        """What must not change for saved positions to mean the same samples."""
+        ds = self.dataset
+        shards = hashlib.blake2b("\n".join(ds.shards).encode(), digest_size=8).hexdigest()
+        return {"world_size": ds.where()[1], "num_workers": self.num_workers, "batch_size": ds.batch_size,
+                "seed": ds.seed, "shards": shards, "shuffle_buffer": ds.shuffle_buffer, "resampled": ds.resampled}
+
+    def state_dict(self) -> dict:
+        """Every rank's position (a collective under DDP: Lightning calls it on all ranks when saving)."""
+        own = self._restored or self._progress or self._fresh(self._epoch)
+        own = {**own, "positions": list(own["positions"]), "signature": self._signature()}
+        return {"version": 1, "ranks": gather_states(own, self.dataset.where()[1])}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from a saved position; a changed setup (ranks, workers, shards...) starts a new epoch."""
+        rank, _ = self.dataset.where()
+        states = state.get("ranks", [])
+        own = states[rank] if rank < len(states) else None
+        if own is not None and own.get("signature") == self._signature():
+            self._restored = {k: own[k] for k in ("epoch", "batches", "next_worker", "positions")}
+            return
+        epoch = max((int(s.get("epoch", 0)) for s in states), default=-1) + 1
+        saved = own.get("signature") if own is not None else None
+        warnings.warn(f"the data position of the checkpoint does not fit this setup (saved {saved}, now "
+                      f"{self._signature()}): training continues with a new data epoch {epoch}", stacklevel=2)
+        self._restored = self._fresh(epoch)
