@@ -29,6 +29,7 @@ from wantrain.data.synthetic import encode_mp4
 from wantrain.errors import WantrainError
 from wantrain.losses.adversarial import AdversarialLoss, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
+from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import log_video, to_uint8_frames
 
 GAN_DEFAULTS: dict[str, Any] = {
@@ -104,6 +105,7 @@ class UpsamplerModule(pl.LightningModule):
         validation: dict[str, Any] | None = None,
         export_dir: str | None = None,
         seed: int = 0,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
         # plain containers in the checkpoint's hyper_parameters (Hydra passes DictConfigs; weights_only loads)
@@ -133,6 +135,8 @@ class UpsamplerModule(pl.LightningModule):
         self.lr_size = base_size * 2 ** stage if base_size else None
         self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
+        # NaN/inf gradients: skip that G (or D) update, stop after K in a row (one guard per network)
+        self.nonfinite_g, self.nonfinite_d = NonFiniteGuard(max_nonfinite_steps), NonFiniteGuard(max_nonfinite_steps)
         self.batches = 0  # batches trained (== global_step); saved in checkpoints with the D step count
         self.d_steps = 0
         self._val_examples: dict[str, torch.Tensor] | None = None
@@ -164,12 +168,16 @@ class UpsamplerModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the batch / D-step counters (the phase and λ follow from them)."""
         checkpoint["upsampler_counters"] = {"batches": self.batches, "d_steps": self.d_steps, "phase": self.phase}
+        checkpoint["nonfinite_steps"] = {"g": self.nonfinite_g.state_dict(), "d": self.nonfinite_d.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the counters saved by `on_save_checkpoint`."""
         counters = checkpoint.get("upsampler_counters", {})
         self.batches = int(counters.get("batches", checkpoint.get("global_step", 0)))
         self.d_steps = int(counters.get("d_steps", 0))
+        nonfinite = checkpoint.get("nonfinite_steps", {})
+        self.nonfinite_g.load_state_dict(nonfinite.get("g", {}))
+        self.nonfinite_d.load_state_dict(nonfinite.get("d", {}))
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -223,8 +231,9 @@ class UpsamplerModule(pl.LightningModule):
             self.log("train/loss_g_adv", loss_adv.detach(), batch_size=b)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
+        self.nonfinite_g.check(list(self.generator.parameters()), self.trainer.strategy, self.global_step, "generator ")
         self._clip(opt_g, self.hparams.grad_clip_g)
-        opt_g.step()  # the only counted step: global_step += 1 per batch
+        opt_g.step()  # the only counted step: global_step += 1 per batch (a no-op when the check dropped the grads)
         self.untoggle_optimizer(opt_g)
         self._update_ema()
 
@@ -240,6 +249,8 @@ class UpsamplerModule(pl.LightningModule):
         self.log("train/gan_weight", lam, batch_size=b)
         self.log("train/phase", float(gan_on), batch_size=b)
         self.log("trainer/batches", float(self.batches), batch_size=b)
+        self.log("train/nonfinite_steps", float(self.nonfinite_g.total), batch_size=b)
+        self.log("train/nonfinite_d_steps", float(self.nonfinite_d.total), batch_size=b)
 
     def _discriminator_update(self, opt_d: Any, real: torch.Tensor, fake: torch.Tensor) -> None:
         """D loss on real vs detached fakes (+ lazy R1 every `r1_every` D steps), clipped, one uncounted step."""
@@ -256,6 +267,8 @@ class UpsamplerModule(pl.LightningModule):
             self.log("train/r1", penalty.detach(), batch_size=real.shape[0])
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
+        self.nonfinite_d.check(list(self.discriminator.parameters()), self.trainer.strategy, self.global_step,
+                               "discriminator ")
         self._clip(opt_d, self.hparams.grad_clip_d)
         self._step_uncounted(opt_d)
         self.untoggle_optimizer(opt_d)

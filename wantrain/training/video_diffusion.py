@@ -15,6 +15,7 @@ from wantrain.diffusion.schedule import NoiseSchedule
 from wantrain.errors import WantrainError
 from wantrain.nets.unet import frame_condition
 from wantrain.training.frozen_encoders import FrozenEncoders
+from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import SampleVideoWriter
 
 
@@ -36,6 +37,7 @@ class VideoDiffusionModule(pl.LightningModule):
         ema_start_step: int = 0,
         timestep_buckets: int = 4,
         sampling: dict[str, Any] | None = None,
+        max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
         if conditioning not in ("live", "cached"):
@@ -54,6 +56,7 @@ class VideoDiffusionModule(pl.LightningModule):
         self.ema.requires_grad_(False)
         self.sampling = dict(sampling or {})
         self.video_writer = SampleVideoWriter(**self.sampling.pop("video", {}))
+        self.nonfinite = NonFiniteGuard(max_nonfinite_steps)  # skips NaN/inf steps, stops after K in a row
         self._ema_seen_step = -1
         self._val_examples: dict[str, Any] | None = None
         self._last_sample_step = -1
@@ -67,9 +70,26 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Load the frozen encoders once per process and check their widths against the fusion module."""
+        self.check_resolution()
         if self.hparams.conditioning == "live":
             self.encoders.load()
             self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
+
+    def check_resolution(self) -> None:
+        """Fail before training when the data's frame size does not divide by the UNet's downsampling factor."""
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        resolution = getattr(datamodule, "resolution", None)
+        factor = int(getattr(self.unet, "downscale", 1))
+        if resolution is None or factor <= 1:
+            return
+        h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+        if h % factor or w % factor:
+            near = [max(factor, v // factor * factor) for v in (h, w)]
+            fix = near[0] if isinstance(resolution, int) else near
+            raise WantrainError(
+                f"data.resolution={resolution} is not divisible by the UNet's downsampling factor {factor} "
+                f"(2**(len(model.unet.channel_mult)-1)); set data.resolution to a multiple of {factor} (e.g. {fix})"
+            )
 
     # --- conditioning and loss ---------------------------------------------------------------------
 
@@ -132,6 +152,20 @@ class VideoDiffusionModule(pl.LightningModule):
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
         self.log_buckets("train", losses.detach(), t)
         return loss
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Skip the step (drop the gradients) when they are NaN/inf on any rank; stop after K in a row."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        self.nonfinite.check(params, self.trainer.strategy, self.global_step)
+        self.log("train/nonfinite_steps", float(self.nonfinite.total), on_step=True, on_epoch=False)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the skipped-step counters across resumes."""
+        checkpoint["nonfinite_steps"] = self.nonfinite.state_dict()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the skipped-step counters."""
+        self.nonfinite.load_state_dict(checkpoint.get("nonfinite_steps", {}))
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """Update the EMA once per optimizer step, from `ema_start_step` on."""
