@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import ProgressBar
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
@@ -23,6 +23,8 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = N
     callbacks = [*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])]
     if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]  # Lightning refuses both
+    if not loggers:  # `logger=none`: LearningRateMonitor refuses to run without a logger
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,

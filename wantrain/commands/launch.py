@@ -19,10 +19,22 @@ def auto_precision() -> str:
     return "32-true"
 
 
+def run_stamp() -> str:
+    """This launch's stamp; in a local multirun each sweep point gets its own (`STAMP_N`, N = Hydra's job number)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    stamp = os.environ.get(RUN_STAMP_ENV, "local")
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        return f"{stamp}_{HydraConfig.get().job.num}"
+    return stamp
+
+
 def register_resolvers() -> None:
     """Resolvers the config tree uses (idempotent)."""
-    if not OmegaConf.has_resolver("wantrain_auto_precision"):
-        OmegaConf.register_new_resolver("wantrain_auto_precision", auto_precision)
+    for name, resolver in (("wantrain_auto_precision", auto_precision), ("wantrain_run_stamp", run_stamp)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)
 
 
 def prepare_launch() -> None:
