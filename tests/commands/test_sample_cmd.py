@@ -4,6 +4,7 @@ file, export round trip, and one-line errors (exit 1) for bad checkpoints, image
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -31,6 +32,32 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env.update({"PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"})
     return subprocess.run([sys.executable, "-m", "wantrain", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=600)
+
+
+_launches = iter(range(10**6))
+
+
+def run_main(args: list[str], cwd: Path) -> int:
+    """The real entry point (`wantrain.__main__.main`) in this process, from `cwd`: no interpreter start-up,
+    so the many sample/test calls stay cheap. Returns the exit code."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(cwd)
+        mp.setattr(sys, "argv", ["wantrain", *args])
+        mp.setenv("WANTRAIN_RUN_STAMP", f"launch{next(_launches)}")
+        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
+            mp.delenv(key, raising=False)
+        try:
+            return main(args)
+        except SystemExit as exit_:
+            return int(exit_.code or 0)
+        finally:  # Hydra configured logging for the job: give the test session its own back
+            for handler in root.handlers:
+                if handler not in handlers:
+                    handler.close()
+            root.handlers[:] = handlers
+            root.setLevel(level)
 
 
 def train_tiny_stages(run, data_dir: Path, root: Path) -> dict[str, Path]:
@@ -75,19 +102,18 @@ def single(stages, image, tmp_path_factory):
     """One clip, seed 3, through base + stage, with a PNG grid."""
     folder = tmp_path_factory.mktemp("single")
     out = folder / "one.mp4"
-    result = run_cli(["sample", f"base_ckpt={stages['base']}", f"sr_ckpts=[{stages['sr']}]", f"image={image}",
-                           "prompt=a red square moving", "seed=3", f"out={out}", "grid=true", *SAMPLE_FAST],
-                          cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code = run_main(["sample", f"base_ckpt={stages['base']}", f"sr_ckpts=[{stages['sr']}]", f"image={image}",
+                     "prompt=a red square moving", "seed=3", f"out={out}", "grid=true", *SAMPLE_FAST], folder)
+    assert code == 0
     return out
 
 
 @pytest.fixture(scope="module")
 def exported(stages, tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
-    result = run_cli(["sample", f"base_ckpt={stages['base']}", f"sr_ckpts=[{stages['sr']}]",
-                      f"export={folder / 'pipe'}"], cwd=folder)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code = run_main(["sample", f"base_ckpt={stages['base']}", f"sr_ckpts=[{stages['sr']}]",
+                     f"export={folder / 'pipe'}"], folder)
+    assert code == 0
     return folder / "pipe"
 
 
@@ -118,16 +144,16 @@ def test_export_loads_without_lightning(exported, tmp_path):
     assert "[(32, 32), (64, 64)]" in result.stdout
 
 
-def test_batch_mode_from_an_export_matches_seeds(exported, single, image, wantrain_cli, tmp_path):
+def test_batch_mode_from_an_export_matches_seeds(exported, single, image, tmp_path):
     rows = [{"image": str(image), "prompt": "a red square moving", "seed": 3},
             {"image": image.name, "prompt": "a red square moving", "seed": 3, "out": "again.mp4"},
             {"image": str(image), "prompt": "a red square moving", "seed": 4}]
     shutil.copy(image, tmp_path / image.name)  # the second row's relative path is taken from the file's folder
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps(r) for r in rows))
-    result = wantrain_cli(["sample", f"base_ckpt={exported}", f"prompts={prompts}", "batch_size=2",
-                           f"out_dir={tmp_path / 'out'}", *SAMPLE_FAST], cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code = run_main(["sample", f"base_ckpt={exported}", f"prompts={prompts}", "batch_size=2",
+                     f"out_dir={tmp_path / 'out'}", *SAMPLE_FAST], tmp_path)
+    assert code == 0
     first, again, other = (frames_of(tmp_path / "out" / n) for n in ("00000.mp4", "again.mp4", "00002.mp4"))
     reference = frames_of(single)  # seed 3 from the .ckpt files, alone in its batch
     assert np.array_equal(first, reference) and np.array_equal(again, reference)
@@ -160,10 +186,7 @@ def _mismatched_stage(exported: Path, folder: Path) -> Path:
     ("long_prompt", "over the text encoder's limit of 77"),
     ("unreachable_size", "size=256 cannot be produced"),
 ])
-def test_sample_errors_are_one_line(case, expected, stages, exported, image, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))  # main() puts the command line into sys.argv
-    monkeypatch.setenv("WANTRAIN_RUN_STAMP", "errors")
+def test_sample_errors_are_one_line(case, expected, stages, exported, image, tmp_path, capsys):
     garbage = tmp_path / "garbage.ckpt"
     garbage.write_bytes(b"not a checkpoint")
     base, sr, img, prompt = str(stages["base"]), [str(stages["sr"])], str(image), "a red square"
@@ -182,10 +205,9 @@ def test_sample_errors_are_one_line(case, expected, stages, exported, image, tmp
         prompt = "a red square " * 60
     elif case == "unreachable_size":
         extra = ["size=256"]
-    with pytest.raises(SystemExit) as exit_info:  # the real entry point, in this process (no start-up cost)
-        main(["sample", f"base_ckpt={base}", f"sr_ckpts=[{','.join(sr)}]", f"image={img}", f"prompt={prompt}",
-              *extra, *SAMPLE_FAST])
-    assert exit_info.value.code == 1
+    code = run_main(["sample", f"base_ckpt={base}", f"sr_ckpts=[{','.join(sr)}]", f"image={img}",
+                     f"prompt={prompt}", *extra, *SAMPLE_FAST], tmp_path)
+    assert code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and expected in err[0], err
     assert not list(tmp_path.glob("runs/sample/*/*.mp4"))

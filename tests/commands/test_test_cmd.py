@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from test_sample_cmd import run_cli, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
+from test_sample_cmd import run_cli, run_main, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
 from wantrain.__main__ import COMMANDS
 
 
@@ -32,16 +32,17 @@ def read_metrics(tmp_path) -> dict:
     return json.loads(files[0].read_text())
 
 
-def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path):
+def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path, capsys):
     from wantrain.evaluation.fvd import build_i3d
 
     torch.manual_seed(0)
     weights = tmp_path / "i3d_random.pt"  # the real weights cannot be downloaded here: same network, random init
     torch.save(build_i3d().state_dict(), weights)
-    result = run_cli(test_command(f"ckpt={stages['base']}", "data.num_workers=0", "data.val_batch_size=2",
-                                  "limit_batches=1", "diffusion.num_videos=2", "diffusion.steps=2",
-                                  f"diffusion.i3d_weights={weights}", "out=copy.json"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    code = run_main(test_command(f"ckpt={stages['base']}", "data.num_workers=0", "data.val_batch_size=2",
+                                 "limit_batches=1", "diffusion.num_videos=2", "diffusion.steps=2",
+                                 f"diffusion.i3d_weights={weights}", "out=copy.json"), tmp_path)
+    assert code == 0
+    stdout = capsys.readouterr().out
     report = read_metrics(tmp_path)
     assert report["stage"] == "diffusion" and report["weights"] == "ema" and report["global_step"] == 3
     m = report["metrics"]
@@ -49,31 +50,24 @@ def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path):
     assert all(math.isfinite(m[k]) for k in ("loss", "loss_t0", "loss_t3", "first_frame_psnr", "tdiff", "fvd"))
     assert m["loss"] == pytest.approx(sum(m[f"loss_t{i}"] for i in range(4)) / 4, rel=1e-5)
     assert m["fvd"] > 0 and m["tdiff_real"] > 0
-    assert "first_frame_psnr" in result.stdout and "loss_t3" in result.stdout  # the printed table
+    assert "first_frame_psnr" in stdout and "loss_t3" in stdout  # the printed table
     assert json.loads((tmp_path / "copy.json").read_text()) == report
 
 
-def test_upsampler_checkpoint_metrics_vs_bicubic(stages, tmp_path):
-    result = run_cli(test_command(f"ckpt={stages['sr']}", "data.num_workers=0", "limit_batches=1"), cwd=tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_upsampler_checkpoint_metrics_vs_bicubic(stages, tmp_path, capsys):
+    code = run_main(test_command(f"ckpt={stages['sr']}", "data.num_workers=0", "limit_batches=1"), tmp_path)
+    assert code == 0
+    stdout = capsys.readouterr().out
     report = read_metrics(tmp_path)
     assert report["stage"] == "upsampler"
     for name in ("psnr", "ssim", "psnr_y", "ssim_y", "tdiff"):
         assert math.isfinite(report["metrics"][name]) and math.isfinite(report["baseline"][name])
     assert report["metrics"]["psnr"] > 15 and report["baseline"]["psnr"] > 15  # real 64 px clips, not noise
-    assert "bicubic" in result.stdout
+    assert "bicubic" in stdout
 
 
-def test_missing_shards_fail_in_one_line(stages, tmp_path, monkeypatch, capsys):
-    import sys
-
-    from wantrain.__main__ import main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", list(sys.argv))
-    monkeypatch.setenv("WANTRAIN_RUN_STAMP", "missing")
-    with pytest.raises(SystemExit) as exit_info:  # the real entry point, in this process
-        main(test_command(f"ckpt={stages['sr']}", f"data.val_shards={tmp_path}/none.tar"))
-    assert exit_info.value.code == 1
+def test_missing_shards_fail_in_one_line(stages, tmp_path, capsys):
+    code = run_main(test_command(f"ckpt={stages['sr']}", f"data.val_shards={tmp_path}/none.tar"), tmp_path)
+    assert code == 1
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "none.tar" in lines[0], lines
