@@ -23,7 +23,7 @@ class Command(NamedTuple):
 COMMANDS: dict[str, Command] = {
     "fit": Command("train a stage (default: the video diffusion model on the synthetic set)"),
     "validate": Command("run the validation loop of a checkpoint (ckpt_path=...)"),
-    "test": Command("evaluate a checkpoint on a shard set and write metrics JSON"),
+    "test": Command("evaluate a checkpoint on a shard set and write metrics JSON", "test"),
     "sample": Command("generate an mp4 from an image and a prompt", "sample"),
     "encode": Command("cache frozen T5/DiT embeddings into shards (out=DIR)", "encode"),
     "bench": Command("benchmarks: data | unet | upsampler | step", "bench",

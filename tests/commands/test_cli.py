@@ -54,10 +54,10 @@ def test_missing_shards_are_named_in_one_line(wantrain_cli, tmp_path):
     assert last.startswith("wantrain: error: data.train_shards:") and f"{tmp_path}/none/00000.tar" in last
 
 
-def test_unavailable_command_says_so_in_one_line(wantrain_cli, tmp_path):
+def test_sample_without_inputs_says_what_to_pass_in_one_line(wantrain_cli, tmp_path):
     result = wantrain_cli(["sample"], cwd=tmp_path)
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("wantrain: error: 'sample' is not available yet")
+    assert result.stderr.strip().splitlines()[-1].startswith("wantrain: error: nothing to sample: pass image=PATH")
 
 
 def test_config_tree_is_found_from_an_installed_wheel(tmp_path):

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from test_sample_cmd import run_cli, run_main, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
-from wantrain.__main__ import COMMANDS
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +17,8 @@ def stages(data_dir, tmp_path_factory):
 
 
 def test_command(*overrides: str) -> list[str]:
-    """`test` + overrides; selects conf/test.yaml explicitly while __main__ still composes `config` for `test`."""
-    select = [] if COMMANDS["test"].config_name == "test" else ["--config-name", "test"]
-    return ["test", *select, *overrides]
+    """`test` + overrides."""
+    return ["test", *overrides]
 
 
 test_command.__test__ = False  # a helper, not a test
