@@ -244,6 +244,14 @@ class ShardLoader:
                 "use resampled shards for training (data.resampled=true)"
             )
 
+    @property
+    def _iterator(self):  # noqa: ANN202 - Lightning's teardown stops the workers through `loader._iterator`
+        return self.loader._iterator
+
+    @_iterator.setter
+    def _iterator(self, value) -> None:  # noqa: ANN001
+        self.loader._iterator = value
+
     def __len__(self) -> int:
         if self.batches_per_epoch is None:
             raise TypeError("a validation pass has no fixed length")
