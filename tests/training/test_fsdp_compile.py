@@ -55,7 +55,7 @@ class Inspect(pl.Callback):
         checkpointed = sum(isinstance(m, CheckpointWrapper) for m in module.unet.modules())
         with open(f"{sys.argv[1]}/rank{trainer.global_rank}-step{trainer.global_step}.json", "w") as f:
             json.dump({"units": units, "local_unet_params": local, "checkpointed": checkpointed,
-                       "world": trainer.world_size}, f)
+                       "world": trainer.world_size, "noise": torch.rand(4).tolist()}, f)
 
 
 if __name__ == "__main__":
@@ -104,6 +104,8 @@ def test_fsdp_two_cpu_processes_shard_checkpoint_ema_and_resume(data_dir, tmp_pa
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, resumed = (json.loads((tmp_path / f"rank0-step{s}.json").read_text()) for s in (0, 3))
+    assert first["noise"] != json.loads((tmp_path / "rank1-step0.json").read_text())["noise"]  # ranks draw apart
+    first.pop("noise"), resumed.pop("noise")
     assert first["world"] == 2 and resumed == first
     assert first["units"].count("UNetStage") == 2 * first["checkpointed"] > 0  # blocks of UNet + EMA copy
     assert first["units"].count("SpatioTemporalUNet") == first["units"].count("ConditionFusion") == 2

@@ -9,7 +9,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from wantrain.data.dataset import gather_states
+from wantrain.data.dataset import gather_states, make_seed
 
 KEY = "wantrain_rng_states"
 
@@ -40,10 +40,17 @@ def set_rng_states(states: dict[str, Any]) -> None:
 class RNGStateCheckpoint(pl.Callback):
     """Saves each rank's global RNG states (noise, timesteps, condition dropout, dropout layers draw from them)
     and restores them just before the first training batch after a resume, so a resumed run draws the same
-    random numbers as an uninterrupted one. Lightning itself does not save RNG states."""
+    random numbers as an uninterrupted one. Lightning itself does not save RNG states.
 
-    def __init__(self) -> None:
+    Every rank is seeded with the same `seed`; with `distinct_ranks`, a fresh multi-process run reseeds ranks
+    > 0 at the start of training (after the models are built alike), so ranks draw different noise and
+    timesteps. Rank 0 keeps the stream of a single-process run.
+    """
+
+    def __init__(self, distinct_ranks: bool = True) -> None:
+        self.distinct_ranks = distinct_ranks
         self._pending: dict[str, Any] | None = None
+        self._resuming = False
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
         # a collective under DDP: Lightning builds the checkpoint on every rank
@@ -53,6 +60,14 @@ class RNGStateCheckpoint(pl.Callback):
         states = checkpoint.get(KEY) or []
         rank = trainer.global_rank
         self._pending = states[rank] if len(states) == trainer.world_size and rank < len(states) else None
+        self._resuming = True
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.distinct_ranks and not self._resuming and trainer.global_rank > 0:
+            seed = make_seed(torch.initial_seed(), trainer.global_rank)
+            random.seed(seed)
+            np.random.seed(seed % 2 ** 32)
+            torch.manual_seed(seed)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
