@@ -1,0 +1,96 @@
+"""GracefulShutdown: on SIGTERM / SIGUSR1 save `last.ckpt` at the next batch end and stop cleanly (exit code 0).
+
+Lightning 2.6's own SIGTERM handling only raises `SIGTERMException` at the next batch end, without saving, and
+broadcasts from inside the signal handler under DDP. This callback replaces Lightning's handlers for the duration of
+training (they are installed just before `on_train_start` and restored by Lightning's teardown): the handler only
+sets a flag; at each batch end the flag is reduced over ranks (any rank signalled => all stop at the same step), the
+last checkpoint is written through the Trainer (atomic checkpoint I/O) and `trainer.should_stop` ends the fit.
+Under SLURM with auto-requeue, SIGUSR1 is left to Lightning's SLURMEnvironment handler (hpc checkpoint + requeue).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+
+def slurm_owns_requeue(trainer: pl.Trainer) -> bool:
+    """True when Lightning's SLURMEnvironment handles the requeue signal (SIGUSR1) itself."""
+    env = trainer._accelerator_connector.cluster_environment
+    return isinstance(env, SLURMEnvironment) and bool(env.auto_requeue)
+
+
+class GracefulShutdown(pl.Callback):
+    """Turns `signals` into a checkpoint + clean stop at the next training batch end, on every rank at once."""
+
+    def __init__(self, signals: tuple[str, ...] | list[str] = ("SIGTERM", "SIGUSR1"), dirpath: str | None = None) -> None:
+        self.signals = tuple(getattr(signal, name) if isinstance(name, str) else signal.Signals(name) for name in signals)
+        self.dirpath = dirpath
+        self.received: int | None = None  # signal number, set by the handler
+        self.stopped_at: int | None = None  # global step of the shutdown checkpoint
+        self.saved: list[str] = []
+
+    # --- signals ------------------------------------------------------------------------------------
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        if self.received is None:  # only a flag: printing or saving inside a handler can re-enter I/O
+            self.received = signum
+
+    def handled_signals(self, trainer: pl.Trainer) -> list[int]:
+        """The signals this callback takes over on this trainer (SIGUSR1 stays Lightning's under SLURM requeue)."""
+        owned = list(self.signals)
+        if slurm_owns_requeue(trainer):
+            env = trainer._accelerator_connector.cluster_environment
+            requeue = getattr(env, "requeue_signal", None) or signal.SIGUSR1
+            owned = [s for s in owned if s != requeue]
+        return owned
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Install the handlers (after Lightning registered its own, which its teardown restores)."""
+        self.received, self.stopped_at, self.saved = None, None, []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in self.handled_signals(trainer):
+            signal.signal(signum, self._handler)
+
+    # --- stop ---------------------------------------------------------------------------------------
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        """If any rank was signalled: save the last checkpoint and stop (all ranks decide together)."""
+        stop = trainer.strategy.reduce_boolean_decision(self.received is not None, all=False)
+        if not stop or self.stopped_at is not None:
+            return
+        self.stopped_at = trainer.global_step
+        self.saved = self._save(trainer)
+        trainer.should_stop = True
+        if trainer.is_global_zero:
+            name = signal.Signals(self.received).name if self.received is not None else "a signal on another rank"
+            where = ", ".join(self.saved) or "nowhere (checkpointing is off)"
+            print(f"wantrain: stopped on {name} at step {trainer.global_step}; saved {where}; "
+                  "resume with ckpt_path=auto (the default)", file=sys.stderr, flush=True)
+
+    def _save(self, trainer: pl.Trainer) -> list[str]:
+        """Write `last.ckpt` through the checkpoint callbacks (keeps their bookkeeping), else into `dirpath`."""
+        saved = []
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
+                if callback._last_global_step_saved == trainer.global_step and callback.last_model_path:
+                    saved.append(callback.last_model_path)  # already written at this step
+                    continue
+                callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+                saved.append(callback.last_model_path)
+        if not saved and not trainer.fast_dev_run:
+            folder = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoints"
+            path = str(folder / "last.ckpt")
+            trainer.save_checkpoint(path)
+            saved.append(path)
+        return saved
