@@ -29,6 +29,9 @@ class SampleDecoder:
     embeddings: tuple[str, ...] = ()
     backend: str = "pyav"
     image_from: str = "frame"  # "frame": first sampled frame; "jpg": KEY.jpg when present
+    # frames above this many pixels are skipped (too_large) before decoding: bounds decode time and memory
+    # (one 8K RGB frame is ~100 MB; a corrupt header can claim far more); 4096x4096 admits 4K sources
+    max_frame_pixels: int = 4096 * 4096
     frames_decoded: int = field(default=0, compare=False)  # running cost counter (frames the decoder produced)
 
     def __post_init__(self) -> None:
@@ -80,6 +83,8 @@ class SampleDecoder:
 
     @staticmethod
     def _caption(data: bytes | None, meta: dict) -> str:
+        """The caption (.txt, else json 'caption'). Empty ones are skipped (missing_caption), not trained as
+        unconditional: condition dropout (model.fusion.p_drop_*) already gives unconditional steps at a set rate."""
         caption = ""
         if data is not None:
             try:
@@ -110,6 +115,9 @@ class SampleDecoder:
         except VideoDecodeError as exc:
             raise SkipError("undecodable_video", str(exc)) from exc
         try:
+            height, width = reader.meta.height or 0, reader.meta.width or 0
+            if height * width > self.max_frame_pixels:
+                raise SkipError("too_large", f"{width}x{height} frames exceed max_frame_pixels={self.max_frame_pixels}")
             step = frame_step(reader.meta.fps, self.frame_stride, self.fps)
             frames = None
             n = reader.meta.num_frames or 1_000_000_000  # unknown length: the first try finds the real one
