@@ -125,3 +125,21 @@ def test_sigterm_and_sigusr1_save_last_checkpoint_and_exit_cleanly(data_dir, tmp
             assert f"Restoring states from the checkpoint path at {ckpt_dir / 'last.ckpt'}" in text
         stopped = step
     assert not temp_files(ckpt_dir)
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_sigterm_to_rank_0_stops_both_ddp_ranks_at_one_step(data_dir, tmp_path):
+    ckpt_dir = tmp_path / "runs" / "k" / "checkpoints"
+    log = tmp_path / "ddp.log"
+    args = [*common(data_dir, "upsampler"), "trainer=ddp_cpu", "trainer.strategy=ddp_find_unused_parameters_true"]
+    proc = launch(tmp_path, ["fit", *args], log)
+    wait_for(proc, progressed(log, 2), poll=0.01)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+    assert children, "rank 1 was not started as a child process"
+    proc.send_signal(signal.SIGTERM)  # only rank 0 is signalled; the flag is reduced over ranks at batch end
+    assert proc.wait(timeout=300) == 0, log.read_text()[-3000:]
+    match = re.search(r"wantrain: stopped on SIGTERM at step (\d+)", log.read_text())
+    assert match and steps(ckpt_dir)["last.ckpt"] == int(match.group(1)) < MAX_STEPS["upsampler"]
+    for pid in children:  # rank 1 stopped at the same step and exited (no orphan waiting in a collective)
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
