@@ -85,9 +85,6 @@ def test_diffusion_weights_and_optimizer_resume_exactly(diffusion_runs):
     assert_same(whole["loops"]["fit_loop"]["state_dict"], resumed["loops"]["fit_loop"]["state_dict"], "data position")
 
 
-@pytest.mark.xfail(strict=True, reason="VideoDiffusionModule updates its EMA in on_train_batch_end, which Lightning "
-                   "calls after ModelCheckpoint saved step k: the resumed run misses that one EMA update. Fix: "
-                   "update the EMA in an optimizer_step override (see the exact-resume report); then drop this mark")
 def test_diffusion_ema_resumes_exactly(diffusion_runs):
     whole, resumed = diffusion_runs
     ema = {k: v for k, v in whole["state_dict"].items() if k.startswith("ema.")}

@@ -57,7 +57,7 @@ class VideoDiffusionModule(pl.LightningModule):
         self.sampling = dict(sampling or {})
         self.video_writer = SampleVideoWriter(**self.sampling.pop("video", {}))
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)  # skips NaN/inf steps, stops after K in a row
-        self._ema_seen_step = -1
+        self._step_ok = True  # the last optimizer step had finite gradients (the EMA follows only those)
         self._val_examples: dict[str, Any] | None = None
         self._last_sample_step = -1
 
@@ -156,7 +156,7 @@ class VideoDiffusionModule(pl.LightningModule):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Skip the step (drop the gradients) when they are NaN/inf on any rank; stop after K in a row."""
         params = [p for group in optimizer.param_groups for p in group["params"]]
-        self.nonfinite.check(params, self.trainer.strategy, self.global_step)
+        self._step_ok = self.nonfinite.check(params, self.trainer.strategy, self.global_step)
         self.log("train/nonfinite_steps", float(self.nonfinite.total), on_step=True, on_epoch=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -167,11 +167,15 @@ class VideoDiffusionModule(pl.LightningModule):
         """Restore the skipped-step counters."""
         self.nonfinite.load_state_dict(checkpoint.get("nonfinite_steps", {}))
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Update the EMA once per optimizer step, from `ema_start_step` on."""
-        if self.global_step != self._ema_seen_step and self.global_step >= self.hparams.ema_start_step:
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Step, then update the EMA from `ema_start_step` on.
+
+        Here rather than in `on_train_batch_end`: ModelCheckpoint saves in the callbacks' `on_train_batch_end`,
+        which Lightning runs before the module's, so a checkpoint would miss its own step's EMA update.
+        """
+        super().optimizer_step(*args, **kwargs)
+        if self._step_ok and self.global_step >= self.hparams.ema_start_step:
             self.ema.update_parameters(nn.ModuleDict({"unet": self.unet, "fusion": self.fusion}))
-        self._ema_seen_step = self.global_step
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss at fixed timesteps (one per bucket) and fixed noise, without condition dropout."""
