@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 
 from wantrain.data.skips import SKIP_REASONS
+from wantrain.errors import WantrainError
 
 
 class SkippedSamplesMonitor(pl.Callback):
@@ -60,7 +61,7 @@ class SkippedSamplesMonitor(pl.Callback):
         ceiling = self._ceiling(trainer)
         if ceiling is not None and seen >= self.min_samples and fraction > ceiling:
             worst = ", ".join(f"{r}={int(c)}" for r, c in sorted(zip(SKIP_REASONS, skipped.tolist()), key=lambda x: -x[1]) if c)
-            raise RuntimeError(
+            raise WantrainError(
                 f"{fraction:.1%} of {int(seen)} samples were skipped ({worst}) > data.max_skip_fraction={ceiling}: "
                 "the shards are mostly broken; check them (see the warnings) or raise data.max_skip_fraction"
             )
