@@ -55,7 +55,12 @@ def slurm_cluster() -> dict[str, int]:
     nodes = [line.split() for line in info.stdout.splitlines() if line.strip()]
     if info.returncode != 0 or not nodes:
         pytest.skip(f"SLURM is not running ({(info.stderr or 'no nodes').strip().splitlines()[0]}); {START_HINT}")
-    usable = [int(cpus) for state, cpus in nodes if state.rstrip("*~#") in ("idle", "mix", "alloc")]
+    usable = [int(cpus) for state, cpus in nodes if state.rstrip("*~#") in ("idle", "mix", "alloc", "comp")]
+    if not usable:  # a node still cleaning up after an earlier job: give it a moment
+        time.sleep(15)
+        again = subprocess.run(["sinfo", "-h", "-N", "-o", "%t %c"], capture_output=True, text=True, timeout=20)
+        nodes = [line.split() for line in again.stdout.splitlines() if line.strip()]
+        usable = [int(cpus) for state, cpus in nodes if state.rstrip("*~#") in ("idle", "mix", "alloc", "comp")]
     if not usable or max(usable) < 2:
         pytest.skip(f"no SLURM node up with 2 CPUs (sinfo: {nodes}); {START_HINT}")
     return {"cpus": max(usable)}

@@ -7,6 +7,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from hydra.utils import instantiate
+from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from omegaconf import DictConfig
 
 
@@ -25,9 +26,14 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = N
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]  # Lightning refuses both
     if not loggers:  # `logger=none`: LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    plugins = list(instantiate(cfg.trainer.get("plugins")) or [])
+    if SLURMEnvironment.detect() and not any(isinstance(p, ClusterEnvironment) for p in plugins):
+        # GracefulShutdown owns the requeue: it saves at a batch boundary, Lightning's handler saves mid-step
+        plugins.append(SLURMEnvironment(auto_requeue=False))
     return instantiate(
         cfg.trainer,
         callbacks=callbacks,
         logger=loggers if loggers else False,
+        plugins=plugins or None,
         **overrides,
     )
