@@ -90,3 +90,72 @@ def test_upsampler_stage_skips_nan_steps_then_stops(compose, data_dir, tmp_path)
     snapshots = Snapshots(("generator",))
     trainer = fit_until_error(cfg, model, snapshots)
     check_skips_and_last_good_checkpoint(cfg, snapshots, trainer, prefix="")
+
+
+DDP_SCRIPT = """
+import json, sys
+import pytorch_lightning as pl
+import torch
+
+
+class Record(pl.Callback):  # every rank's UNet weights after each batch, and its skip count
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        weights = {k: v.flatten()[:8].tolist() for k, v in module.unet.state_dict().items()}
+        with open(f"{sys.argv[1]}/rank{trainer.global_rank}-step{trainer.global_step}.json", "w") as f:
+            json.dump({"weights": weights, "skipped": module.nonfinite.total}, f)
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    from hydra import compose, initialize_config_dir
+    from wantrain.commands import fit
+    from wantrain.commands.launch import prepare_launch
+    from wantrain.config_tree import config_dir
+    from wantrain.training.video_diffusion import VideoDiffusionModule
+
+    real = VideoDiffusionModule.diffusion_loss
+
+    def poisoned(self, batch, **kwargs):  # NaN on rank 1 only, at step 2
+        losses, t = real(self, batch, **kwargs)
+        bad = self.training and self.global_rank == 1 and self.global_step == 2
+        return (losses * float("nan") if bad else losses), t
+
+    VideoDiffusionModule.diffusion_loss = poisoned
+    prepare_launch()
+    build = fit.build_trainer
+    fit.build_trainer = lambda cfg, extra_callbacks=None, **kw: build(cfg, [*(extra_callbacks or []), Record()], **kw)
+    root, data_dir = sys.argv[1], sys.argv[2]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[
+            f"paths.root_dir={root}", f"paths.data_dir={data_dir}", "trainer=ddp_cpu", "logger=csv",
+            "print_config=false", "data.batch_size=2", "data.samples_per_epoch=16", "data.num_workers=0",
+            "trainer.limit_val_batches=0", "model.sampling.every_n_steps=0", "trainer.max_steps=4", "run_name=nan-ddp"])
+    fit.run(cfg)
+"""
+
+
+@pytest.mark.ddp
+@pytest.mark.slow
+def test_nan_on_one_ddp_rank_skips_the_step_on_both(data_dir, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "nan_ddp_fit.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_"))}
+    env.update({"PYTHONWARNINGS": "ignore", "WANDB_MODE": "disabled"})
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(data_dir)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = {(r, s): json.loads((tmp_path / f"rank{r}-step{s}.json").read_text()) for r in (0, 1) for s in (1, 2, 3, 4)}
+    for s in (1, 2, 3, 4):  # the ranks stay in sync through the skipped step
+        assert seen[0, s]["weights"] == seen[1, s]["weights"], s
+    assert seen[0, 3]["weights"] == seen[0, 2]["weights"]  # step 2 (NaN on rank 1 only) skipped on both ranks
+    assert seen[0, 2]["weights"] != seen[0, 1]["weights"] and seen[0, 4]["weights"] != seen[0, 3]["weights"]
+    assert [seen[r, 4]["skipped"] for r in (0, 1)] == [1, 1]
+    last = torch.load(tmp_path / "runs" / "nan-ddp" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert last["global_step"] == 4 and all(torch.isfinite(v).all() for v in last["state_dict"].values()
+                                            if v.is_floating_point())
