@@ -87,7 +87,10 @@ def to_unit(frames: np.ndarray) -> torch.Tensor:
 def resize_crop(frames: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]) -> torch.Tensor:
     """(T, H, W, 3) uint8 frames -> crop `box`, resize to `size` -> (3, T, h, w) float32 in [-1, 1]."""
     top, left, ch, cw = box
-    x = torch.from_numpy(np.ascontiguousarray(frames[:, top : top + ch, left : left + cw]))
+    crop = np.ascontiguousarray(frames[:, top : top + ch, left : left + cw])
+    if not crop.flags.writeable:  # e.g. an image from PIL: torch wants memory it may write
+        crop = crop.copy()
+    x = torch.from_numpy(crop)
     x = x.permute(0, 3, 1, 2).float()  # (T, 3, ch, cw)
     if (ch, cw) != tuple(size):
         x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
