@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -37,6 +38,25 @@ def run_wantrain(args: list[str], cwd: Path, timeout: float = 600, env: dict[str
             full_env[key] = value
     return subprocess.run([sys.executable, "-m", "wantrain", *args], cwd=cwd, env=full_env, text=True,
                           capture_output=True, timeout=timeout)
+
+
+def run_python_script(source: str, cwd: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """Write `source` to CWD/script.py and run it in a fresh interpreter, capturing its output.
+
+    DDP tests need this: Lightning relaunches ranks from sys.argv, which must be a script, not pytest.
+    """
+    script = cwd / "script.py"
+    script.write_text(textwrap.dedent(source))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_"))}
+    env.update({"PYTHONWARNINGS": "ignore", "WANDB_MODE": "disabled"})
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def python_script():
+    """The `run_python_script` function, for tests that start DDP ranks from a script."""
+    return run_python_script
 
 
 @pytest.fixture

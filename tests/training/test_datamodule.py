@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -80,12 +76,8 @@ if __name__ == "__main__":
 
 @pytest.mark.ddp
 @pytest.mark.slow
-def test_two_ranks_see_disjoint_shards_and_equal_batches(tmp_path):
-    script = tmp_path / "ddp_data.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT))
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), json.dumps(SYN)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=240)
+def test_two_ranks_see_disjoint_shards_and_equal_batches(python_script, tmp_path):
+    proc = python_script(DDP_SCRIPT, tmp_path, str(tmp_path), json.dumps(SYN), timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["batches"] == ranks[1]["batches"] == 2 * 3  # 2 epochs x 12 samples / (2 per batch x 2 ranks)

@@ -136,19 +136,10 @@ if __name__ == "__main__":
 
 @pytest.mark.ddp
 @pytest.mark.slow
-def test_nan_on_one_ddp_rank_skips_the_step_on_both(data_dir, tmp_path):
+def test_nan_on_one_ddp_rank_skips_the_step_on_both(python_script, data_dir, tmp_path):
     import json
-    import os
-    import subprocess
-    import sys
-    import textwrap
 
-    script = tmp_path / "nan_ddp_fit.py"
-    script.write_text(textwrap.dedent(DDP_SCRIPT))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_"))}
-    env.update({"PYTHONWARNINGS": "ignore", "WANDB_MODE": "disabled"})
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(data_dir)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = python_script(DDP_SCRIPT, tmp_path, str(tmp_path), str(data_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = {(r, s): json.loads((tmp_path / f"rank{r}-step{s}.json").read_text()) for r in (0, 1) for s in (1, 2, 3, 4)}
     for s in (1, 2, 3, 4):  # the ranks stay in sync through the skipped step

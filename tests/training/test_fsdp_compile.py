@@ -4,10 +4,6 @@ processes, and callbacks.compile (a compiled fit whose checkpoint loads into an 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import pytorch_lightning as pl
@@ -95,13 +91,8 @@ def test_fsdp_config_composes_the_strategy(compose, tmp_path):
 
 @pytest.mark.ddp
 @pytest.mark.slow
-def test_fsdp_two_cpu_processes_shard_checkpoint_ema_and_resume(data_dir, tmp_path):
-    script = tmp_path / "fsdp_fit.py"
-    script.write_text(textwrap.dedent(FSDP_SCRIPT))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_"))}
-    env.update({"PYTHONWARNINGS": "ignore", "WANDB_MODE": "disabled"})
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path), str(data_dir)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+def test_fsdp_two_cpu_processes_shard_checkpoint_ema_and_resume(python_script, data_dir, tmp_path):
+    proc = python_script(FSDP_SCRIPT, tmp_path, str(tmp_path), str(data_dir))
     assert proc.returncode == 0, proc.stderr[-3000:]
     first, resumed = (json.loads((tmp_path / f"rank0-step{s}.json").read_text()) for s in (0, 3))
     assert first["noise"] != json.loads((tmp_path / "rank1-step0.json").read_text())["noise"]  # ranks draw apart
