@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wantrain.nets.freeze import freeze
+
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -87,9 +89,7 @@ class FrozenModule(nn.Module):
 
     def _freeze(self, name: str, net: nn.Module) -> nn.Module:
         """Register `net` as frozen under `name` (eval, requires_grad False) and return it."""
-        net.eval()
-        net.requires_grad_(False)
-        self._frozen[name] = net
+        self._frozen[name] = freeze(net)
         return net
 
     def frozen_modules(self) -> dict[str, nn.Module]:
