@@ -12,6 +12,8 @@ import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.utilities import grad_norm
 
+from wantrain.training.lightning_private import last_saved_step, save_last_checkpoint
+
 
 class RunConfigInCheckpoint(pl.Callback):
     """Stores the resolved run config in every checkpoint (`checkpoint["wantrain_config"]`), so a checkpoint
@@ -29,8 +31,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
     periodic checkpoints (Lightning only writes it at the end when no `last` was ever written)."""
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.save_last and not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        if self.save_last and not trainer.fast_dev_run and last_saved_step(self) != trainer.global_step:
+            save_last_checkpoint(self, trainer)
         super().on_train_end(trainer, pl_module)
 
 

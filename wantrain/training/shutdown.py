@@ -26,10 +26,12 @@ import pytorch_lightning as pl
 from lightning_fabric.plugins.environments import SLURMEnvironment
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from wantrain.training.lightning_private import cluster_environment, last_saved_step, save_last_checkpoint
+
 
 def slurm_owns_requeue(trainer: pl.Trainer) -> bool:
     """True when Lightning's SLURMEnvironment handles the requeue signal (SIGUSR1) itself."""
-    env = trainer._accelerator_connector.cluster_environment
+    env = cluster_environment(trainer)
     return isinstance(env, SLURMEnvironment) and bool(env.auto_requeue)
 
 
@@ -77,7 +79,7 @@ class GracefulShutdown(pl.Callback):
         """The signals this callback takes over on this trainer (SIGUSR1 stays Lightning's under SLURM requeue)."""
         owned = list(self.signals)
         if slurm_owns_requeue(trainer):
-            env = trainer._accelerator_connector.cluster_environment
+            env = cluster_environment(trainer)
             requeue = getattr(env, "requeue_signal", None) or signal.SIGUSR1
             owned = [s for s in owned if s != requeue]
         return owned
@@ -123,10 +125,10 @@ class GracefulShutdown(pl.Callback):
         saved = []
         for callback in trainer.checkpoint_callbacks:
             if isinstance(callback, ModelCheckpoint) and callback.save_last and callback.dirpath:
-                if callback._last_global_step_saved == trainer.global_step and callback.last_model_path:
+                if last_saved_step(callback) == trainer.global_step and callback.last_model_path:
                     saved.append(callback.last_model_path)  # already written at this step
                     continue
-                callback._save_last_checkpoint(trainer, callback._monitor_candidates(trainer))
+                save_last_checkpoint(callback, trainer)
                 saved.append(callback.last_model_path)
         if not saved and not trainer.fast_dev_run:
             folder = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoints"

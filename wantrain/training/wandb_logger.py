@@ -15,6 +15,8 @@ from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
 
+from wantrain.training.lightning_private import forget_wandb_run, wandb_init_kwargs
+
 RUN_ID_FILE = "wandb_run_id"
 
 
@@ -50,15 +52,15 @@ class ResilientWandbLogger(WandbLogger):
         try:
             return WandbLogger.experiment.fget(self)
         except Exception as err:  # wandb raises several types for network failures and timeouts
-            if self._wandb_init.get("mode") in ("offline", "disabled"):
+            if wandb_init_kwargs(self).get("mode") in ("offline", "disabled"):
                 raise
             rank_zero_warn(f"wandb server unreachable ({type(err).__name__}: {str(err).splitlines()[0][:200]}); "
-                           f"logging offline to {self._wandb_init.get('dir')}; upload later with `wandb sync`")
+                           f"logging offline to {wandb_init_kwargs(self).get('dir')}; upload later with `wandb sync`")
             import wandb
 
             wandb.teardown()  # the failed online attempt still holds the run id in wandb's service process
-            self._wandb_init["mode"] = "offline"
-            self._experiment = None
+            wandb_init_kwargs(self)["mode"] = "offline"
+            forget_wandb_run(self)
             return WandbLogger.experiment.fget(self)
 
 
