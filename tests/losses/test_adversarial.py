@@ -41,10 +41,32 @@ def test_known_values() -> None:
 def test_r1_penalty_matches_analytic_gradient() -> None:
     x = torch.randn(3, 2, 4, requires_grad=True)
     w = torch.randn(2, 4, requires_grad=True)  # the "discriminator" parameters
-    logits = (x * w).sum(dim=(1, 2))  # dD/dx = w for every sample
+    logits = (x * w).sum(dim=(1, 2))  # dD/dx = w for every sample (2 channels, 4 positions)
     pen = r1_penalty(logits, x)
-    assert torch.allclose(pen, w.pow(2).sum())
+    assert torch.allclose(pen, w.pow(2).sum() / 4)  # squared gradient norm per input position
     pen.backward()  # differentiable (create_graph) w.r.t. D's parameters
-    assert torch.allclose(w.grad, 2 * w.detach())
+    assert torch.allclose(w.grad, 2 * w.detach() / 4)
     with pytest.raises(ValueError, match="requires_grad"):
         r1_penalty(logits, x.detach())
+
+
+@pytest.mark.parametrize("video", [False, True])
+def test_r1_penalty_does_not_depend_on_the_crop_size(video: bool) -> None:
+    """Bug 4: per-pixel logits summed made R1 grow with the crop area; per sample it is a per-position average."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 1, 3, padding=1, padding_mode="circular")  # linear, translation-invariant D
+
+    def d(x: torch.Tensor) -> torch.Tensor:  # per-frame logits (B, 1, [T,] H, W)
+        if x.dim() == 4:
+            return conv(x)
+        b, c, t, h, w = x.shape
+        return conv(x.transpose(1, 2).flatten(0, 1)).view(b, t, 1, h, w).transpose(1, 2)
+
+    penalties = []
+    for size in (8, 16, 32):
+        shape = (2, 3, 4, size, size) if video else (2, 3, size, size)
+        x = torch.randn(shape, requires_grad=True)
+        penalties.append(r1_penalty(d(x), x))
+    assert torch.allclose(penalties[0], penalties[1], rtol=1e-5) and torch.allclose(penalties[1], penalties[2], rtol=1e-5)
+    # the value: every position receives Σ_k w[:, k] (its 9 taps) from the neighbouring logits -> ‖Σ_k w_k‖²
+    assert torch.allclose(penalties[0], conv.weight[0].sum(dim=(1, 2)).pow(2).sum(), rtol=1e-5)

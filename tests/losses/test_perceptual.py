@@ -110,3 +110,27 @@ def test_content_loss_combines_weighted_terms(vgg_file) -> None:
     assert float(zero) == 0.0
     l1_only, parts = ContentLoss(vgg_weight=0.0)(x, y)
     assert set(parts) == {"l1"}
+
+
+@pytest.mark.parametrize("which", ["vgg", "lpips"])
+def test_feature_losses_run_in_fp32_under_bf16_autocast(which: str) -> None:
+    """Bug 2: under bf16-mixed the VGG/LPIPS features ran in bf16 and the gradient was mostly rounding noise."""
+    torch.manual_seed(0)
+    loss_fn = (VGGFeatureLoss({"conv2_2": 1.0, "conv3_4": 1.0}, allow_random_weights=True) if which == "vgg"
+               else LPIPSLoss(allow_random_weights=True))
+    target = torch.rand(1, 3, 2, 32, 32) * 2 - 1
+    pred = (target + 0.5 / 127.5 * torch.randn_like(target)).clamp(-1, 1)  # near convergence: 0.5/255 error
+
+    def loss_and_grad(autocast: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        x = pred.clone().requires_grad_(True)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = loss_fn(x, target)
+        (grad,) = torch.autograd.grad(loss, x)
+        return loss.detach(), grad
+
+    loss32, grad32 = loss_and_grad(False)
+    loss16, grad16 = loss_and_grad(True)
+    assert loss16.dtype == torch.float32
+    assert torch.allclose(loss16, loss32, rtol=1e-4)
+    cosine = torch.nn.functional.cosine_similarity(grad16.flatten(), grad32.flatten(), dim=0)
+    assert cosine > 0.999, float(cosine)

@@ -38,11 +38,17 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor,
 
 
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
-    """E‖∇_x D(x)‖² over real inputs (which must require grad); multiply by γ/2 outside."""
+    """R1 per input position: mean over samples of (1/P)·‖∇_x Σ D(x)‖², P = positions (T·H·W) of a sample.
+
+    real_inputs (B, C, [T,] H, W) must require grad; real_logits are D's logits of them (per pixel, per patch or
+    one per sample). A local D's gradient at a position does not depend on the crop size, so averaging over
+    positions (not summing) makes γ mean the same at every crop. Multiply by γ/2 outside.
+    """
     if not real_inputs.requires_grad:
         raise ValueError("r1_penalty needs real_inputs.requires_grad_(True) before the discriminator forward")
     (grad,) = torch.autograd.grad(real_logits.float().sum(), real_inputs, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1).mean()
+    per_position = grad.float().pow(2).sum(1)  # (B, [T,] H, W): ‖∇‖² over channels
+    return per_position.flatten(1).mean(1).mean()
 
 
 class AdversarialLoss(nn.Module):

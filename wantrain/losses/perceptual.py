@@ -47,12 +47,18 @@ def _missing(what: str, path: Path) -> FileNotFoundError:
 
 
 def _frames(x: torch.Tensor) -> torch.Tensor:
-    """Video (B, C, T, H, W) -> frames (B*T, C, H, W); images pass through."""
+    """Video (B, C, T, H, W) -> float32 frames (B*T, C, H, W); images pass through (as float32)."""
     if x.dim() == 5:
-        return x.transpose(1, 2).flatten(0, 1)
+        return x.float().transpose(1, 2).flatten(0, 1)
     if x.dim() != 4:
         raise ValueError(f"perceptual losses expect (B, C, H, W) or (B, C, T, H, W), got {tuple(x.shape)}")
-    return x
+    return x.float()
+
+
+def _no_autocast(x: torch.Tensor) -> torch.autocast:
+    """Autocast off on x's device: feature losses run in fp32 under bf16-mixed (their gradients are tiny
+    differences of large activations, which bf16 rounds away near convergence)."""
+    return torch.autocast(x.device.type, enabled=False)
 
 
 class _FrozenMixin(nn.Module):
@@ -126,7 +132,7 @@ class VGGFeatureLoss(_FrozenMixin):
 
     def extract(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Features {layer: (N, C, h, w)} of frames (N, 3, H, W) in [-1, 1]."""
-        h = ((x + 1) / 2 - self.mean.to(x.dtype)) / self.std.to(x.dtype)  # [-1,1] -> [0,1] -> ImageNet norm
+        h = ((x + 1) / 2 - self.mean) / self.std  # [-1,1] -> [0,1] -> ImageNet norm
         out = {}
         for i, layer in enumerate(self.features):
             h = layer(h)
@@ -135,15 +141,16 @@ class VGGFeatureLoss(_FrozenMixin):
         return out
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Σ_l w_l · mean|φ_l(pred) − φ_l(target)| over frames of (B, 3, [T,] H, W) inputs in [-1, 1]."""
+        """Σ_l w_l · mean|φ_l(pred) − φ_l(target)| over frames of (B, 3, [T,] H, W) inputs in [-1, 1]; fp32."""
         p, t = _frames(pred), _frames(target)
-        fp = self.extract(p)
-        with torch.no_grad():
-            ft = self.extract(t.detach())
-        loss = pred.new_zeros((), dtype=torch.float32)
-        for name, w in self.layer_weights.items():
-            diff = fp[name].float() - ft[name].float()
-            loss = loss + w * (diff.abs().mean() if self.criterion == "l1" else diff.pow(2).mean())
+        with _no_autocast(p):
+            fp = self.extract(p)
+            with torch.no_grad():
+                ft = self.extract(t.detach())
+            loss = p.new_zeros(())
+            for name, w in self.layer_weights.items():
+                diff = fp[name] - ft[name]
+                loss = loss + w * (diff.abs().mean() if self.criterion == "l1" else diff.pow(2).mean())
         return loss
 
 
@@ -174,9 +181,15 @@ class LPIPSLoss(_FrozenMixin):
                         module.bias.data.copy_(state[f"features.{idx}.bias"])
         self._freeze()
 
+    def distances(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """LPIPS distance per frame (N,) of (B, 3, [T,] H, W) inputs in [-1, 1]; fp32 (autocast off)."""
+        p = _frames(pred)
+        with _no_autocast(p):
+            return self.lpips(p, _frames(target).detach()).flatten()
+
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Mean LPIPS distance over frames of (B, 3, [T,] H, W) inputs in [-1, 1]."""
-        return self.lpips(_frames(pred).float(), _frames(target).detach().float()).mean().float()
+        """Mean LPIPS distance over frames of (B, 3, [T,] H, W) inputs in [-1, 1]; fp32 (autocast off)."""
+        return self.distances(pred, target).mean()
 
 
 class ContentLoss(nn.Module):
