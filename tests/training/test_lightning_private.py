@@ -1,4 +1,4 @@
-"""The private Lightning APIs of wantrain.training.lightning_private still exist (the reason for `pytorch-lightning<2.7`)."""
+"""The private Lightning APIs in training/lightning_private.py still exist (why pytorch-lightning is `<2.7`)."""
 
 from __future__ import annotations
 
