@@ -52,8 +52,9 @@ def one_line(code: int, line: str, expected_code: int, *fragments: str) -> None:
 
 
 def test_missing_shards_and_empty_globs(cli, data_dir, tmp_path):
-    one_line(*cli("fit", *base(data_dir, "m"), "data=shards", f"data.train_shards='{tmp_path}/nope-{{0..3}}.tar'"), 1,
-             f"data.train_shards: shard {tmp_path}/nope-0.tar does not exist (and 3 more)", "fix the data.*_shards path")
+    one_line(*cli("fit", *base(data_dir, "m"), "data=shards", f"data.train_shards='{tmp_path}/nope-{{0..3}}.tar'"),
+             1, f"data.train_shards: shard {tmp_path}/nope-0.tar does not exist (and 3 more)",
+             "fix the data.*_shards path")
     (tmp_path / "empty").mkdir()
     one_line(*cli("fit", *base(data_dir, "g"), "data=shards", f"data.train_shards='{tmp_path}/empty/*.tar'"), 1,
              "matches no shards; check the path or pattern")
@@ -110,7 +111,8 @@ def test_encoder_paths_without_weights(cli, data_dir, tmp_path):
 def checkpoints(cli, data_dir, tmp_path):
     """A 1-step checkpoint of the diffusion stage and of the upsampler stage (tiny)."""
     assert cli("fit", *base(data_dir, "diff"))[0] == 0
-    sr = ["+experiment=sr_tiny", *base(data_dir, "sr", diffusion=False), "data.num_frames=2", "data.resolution=32", "model.crop_size=16",
+    sr = ["+experiment=sr_tiny", *base(data_dir, "sr", diffusion=False), "data.num_frames=2", "data.resolution=32",
+          "model.crop_size=16",
           "model.generator.channels=8", "model.generator.num_blocks=1", "model.discriminator.channels=8"]
     assert cli("fit", *sr)[0] == 0
     return {name: tmp_path / "runs" / name / "checkpoints" / "last.ckpt" for name in ("diff", "sr")}

@@ -73,8 +73,8 @@ def test_config_tree_is_found_from_an_installed_wheel(tmp_path):
     probe = subprocess.run([sys.executable, "-c", "import wantrain.config_tree as c; print(c.config_dir())"],
                            cwd=elsewhere, env=env, text=True, capture_output=True, check=True)
     assert probe.stdout.strip().startswith(str(site)), probe.stdout
-    shown = subprocess.run([sys.executable, "-m", "wantrain", "fit", "--cfg", "job", "--resolve", "+experiment=i2v_tiny"],
-                           cwd=elsewhere, env=env, text=True, capture_output=True)
+    shown = subprocess.run([sys.executable, "-m", "wantrain", "fit", "--cfg", "job", "--resolve",
+                            "+experiment=i2v_tiny"], cwd=elsewhere, env=env, text=True, capture_output=True)
     assert shown.returncode == 0, shown.stderr
     assert "wantrain.training.video_diffusion.VideoDiffusionModule" in shown.stdout
     assert str(elsewhere / "runs") in shown.stdout  # run_dir follows the launch directory

@@ -9,7 +9,6 @@ from omegaconf import OmegaConf
 from wantrain.config_tree import list_experiments
 
 
-
 def test_bare_fit_composes_the_i2v_tiny_experiment(compose, tmp_path):
     bare = compose(root=tmp_path)
     tiny = compose("+experiment=i2v_tiny", root=tmp_path)

@@ -81,8 +81,8 @@ def test_kill_9_at_random_moments_and_mid_save_never_loses_a_checkpoint(data_dir
         proc = launch(tmp_path, ["fit", *common(data_dir, "upsampler")], log)
         if round_ % 2 == 0:  # while a checkpoint is being written (its NAME.ckpt.tmp-PID exists), early or later
             min_bytes = 0 if round_ != 2 else 3 << 20
-            wait_for(proc, lambda: any(p.name.endswith(f".tmp-{proc.pid}") and p.stat().st_size >= min_bytes
-                                       for p in temp_files(ckpt_dir)))
+            wait_for(proc, lambda pid=proc.pid, min_bytes=min_bytes: any(
+                p.name.endswith(f".tmp-{pid}") and p.stat().st_size >= min_bytes for p in temp_files(ckpt_dir)))
         else:  # at a random moment once training is under way (mid-step, mid-save or between)
             wait_for(proc, progressed(log, max(best, 0)))
             time.sleep(rng.uniform(0.0, 0.3))

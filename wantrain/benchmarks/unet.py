@@ -11,6 +11,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from wantrain.benchmarks.timing import seconds_per_call
 from wantrain.nets.unet import SpatioTemporalUNet
+from wantrain.ranks import pick_device
 
 # Dense bf16 tensor-core peaks (TFLOP/s) by GPU name substring, most specific first.
 BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
@@ -90,7 +91,8 @@ def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tenso
            "dtype": name_, "batch": int(cfg.batch_size), "frames": int(cfg.num_frames),
            "size": f"{cfg.height}x{cfg.width}", "fwd_bwd_ms": round(seconds * 1e3, 2),
            "samples_per_s": round(int(cfg.batch_size) / seconds, 2), "gflop_fwd_bwd": round(flops / 1e9, 2),
-           "tflops_s": round(achieved, 4), "_flops_per_s": flops / seconds, "mfu": round(achieved / peak, 4) if peak else None}
+           "tflops_s": round(achieved, 4), "_flops_per_s": flops / seconds,
+           "mfu": round(achieved / peak, 4) if peak else None}
     if device.type == "cuda":
         row["peak_mem_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
         torch.cuda.reset_peak_memory_stats(device)
@@ -99,10 +101,7 @@ def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tenso
 
 def run(cfg: DictConfig) -> list[dict]:
     """Rows: ours, and (if compare_diffusers) the diffusers peer, each with the per-FLOP speed ratio."""
-    if cfg.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
+    device = pick_device(cfg.device)
     torch.manual_seed(int(cfg.get("seed", 0)))
     unet_cfg = OmegaConf.to_container(cfg.unet, resolve=True)
     ours = SpatioTemporalUNet(**unet_cfg)

@@ -12,6 +12,7 @@ from wantrain.benchmarks.timing import seconds_per_call
 from wantrain.losses.adversarial import discriminator_loss, generator_loss
 from wantrain.nets.discriminator import build_discriminator
 from wantrain.nets.upsampler import UpsampleStage
+from wantrain.ranks import pick_device
 
 
 class _PeakActivation:
@@ -39,8 +40,7 @@ def run(cfg: Any) -> list[dict]:
     """Run the benchmark described by `cfg` (the `bench` node, or a config holding one); rows of a table."""
     cfg = cfg.bench if hasattr(cfg, "get") and cfg.get("bench") is not None else cfg
     dev_name = _get(cfg, "device", "auto")
-    device = torch.device("cuda" if dev_name == "auto" and torch.cuda.is_available() else
-                          ("cpu" if dev_name == "auto" else dev_name))
+    device = pick_device(dev_name)
     bf16 = _get(cfg, "precision", "fp32") == "bf16"
     amp = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     torch.manual_seed(int(_get(cfg, "seed", 0)))
@@ -97,7 +97,7 @@ def run(cfg: Any) -> list[dict]:
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         with torch.no_grad(), amp:
-            sec = seconds_per_call(lambda: outputs.__setitem__(name, fn()), device, warmup, repeats)
+            sec = seconds_per_call(lambda name=name, fn=fn: outputs.__setitem__(name, fn()), device, warmup, repeats)
         probe.close()
         row = {**common, "part": f"infer {name}", "shape": f"1x3x{t}x{big}x{big}",
                "ms_per_clip": round(1e3 * sec, 2), "frames_per_s": round(t / sec, 2),

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 from hydra.utils import instantiate
 from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvironment
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:

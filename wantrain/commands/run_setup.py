@@ -9,7 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 
-def print_config_tree(cfg: DictConfig, order: tuple[str, ...] = ("data", "model", "trainer", "callbacks", "logger")) -> None:
+def print_config_tree(cfg: DictConfig,
+                      order: tuple[str, ...] = ("data", "model", "trainer", "callbacks", "logger")) -> None:
     """Print the resolved config as a rich tree, one branch per group."""
     import rich
     import rich.syntax

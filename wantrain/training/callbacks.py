@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import sys
 import time
 from datetime import timedelta
+from typing import Any
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
@@ -22,7 +21,8 @@ class RunConfigInCheckpoint(pl.Callback):
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         checkpoint["wantrain_config"] = self.config
 
 

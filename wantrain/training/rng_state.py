@@ -52,11 +52,13 @@ class RNGStateCheckpoint(pl.Callback):
         self._pending: dict[str, Any] | None = None
         self._resuming = False
 
-    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         # a collective under DDP: Lightning builds the checkpoint on every rank
         checkpoint[KEY] = gather_states(collect_rng_states(), trainer.world_size)
 
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
         states = checkpoint.get(KEY) or []
         rank = trainer.global_rank
         self._pending = states[rank] if len(states) == trainer.world_size and rank < len(states) else None
