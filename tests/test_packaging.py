@@ -58,3 +58,18 @@ def test_lightning_is_bounded() -> None:
     """lightning_private.py relies on private APIs of one Lightning minor."""
     (lightning,) = [r for r in PYPROJECT["project"]["dependencies"] if r.startswith("pytorch-lightning")]
     assert "<" in lightning
+
+
+def test_only_the_bench_command_imports_benchmarks() -> None:
+    """benchmarks/ sits above training/ (DESIGN.md layers): nothing below imports it."""
+    importers = []
+    for path in (ROOT / "wantrain").rglob("*.py"):
+        rel = path.relative_to(ROOT).as_posix()
+        if rel.startswith("wantrain/benchmarks/") or rel == "wantrain/commands/bench.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(m.startswith("wantrain.benchmarks") for m in modules):
+                importers.append(rel)
+    assert not importers, importers

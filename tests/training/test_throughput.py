@@ -13,7 +13,7 @@ from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader, Dataset
 
 from wantrain.data.synthetic import caption_corpus
-from wantrain.training.throughput import ThroughputMonitor
+from wantrain.training.throughput import ThroughputMonitor, peak_tflops
 
 SLEEP_S = 0.05  # per batch in the loader, so the steps really wait for data
 
@@ -60,3 +60,8 @@ def test_throughput_monitor_logs_perf_columns(compose, tmp_path):
         assert float(r["perf/mfu"]) == pytest.approx(float(r["perf/tflops"]) / 1.0)
     assert monitor.flops_per_step and monitor.flops_per_step > 1e6
     assert "perf/gpu_mem_gb" not in rows[0] or not rows[0]["perf/gpu_mem_gb"]  # CPU: no GPU memory
+
+
+def test_peak_tflops_is_known_only_with_a_gpu_or_an_override():
+    assert peak_tflops(torch.device("cpu")) is None
+    assert peak_tflops(torch.device("cpu"), 100.0) == 100.0

@@ -12,25 +12,12 @@ from torch.utils.flop_counter import FlopCounterMode
 from wantrain.benchmarks.timing import seconds_per_call
 from wantrain.nets.unet import SpatioTemporalUNet
 from wantrain.ranks import pick_device
-
-# Dense bf16 tensor-core peaks (TFLOP/s) by GPU name substring, most specific first.
-BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
-                    "A10G": 70.0, "RTX 4090": 165.0, "V100": 125.0}
+from wantrain.training.throughput import peak_tflops
 
 
 def count_params(model: torch.nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-def peak_tflops(device: torch.device, override: float | None) -> float | None:
-    """The bf16 dense peak of the current GPU (None on CPU or an unknown GPU without an override)."""
-    if override:
-        return float(override)
-    if device.type != "cuda":
-        return None
-    name = torch.cuda.get_device_name(device)
-    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
 
 
 def diffusers_peer(unet: dict[str, Any], width: int) -> torch.nn.Module:

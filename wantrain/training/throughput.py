@@ -9,7 +9,19 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from wantrain.benchmarks.unet import peak_tflops
+# Dense bf16 tensor-core peaks (TFLOP/s) by GPU name substring, most specific first.
+BF16_PEAK_TFLOPS = {"H200": 989.0, "H100 PCIe": 756.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0,
+                    "A10G": 70.0, "RTX 4090": 165.0, "V100": 125.0}
+
+
+def peak_tflops(device: torch.device, override: float | None = None) -> float | None:
+    """The bf16 dense peak of `device` (None on CPU or an unknown GPU without an override): MFU's denominator."""
+    if override:
+        return float(override)
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in BF16_PEAK_TFLOPS.items() if k in name), None)
 
 
 class ThroughputMonitor(pl.Callback):
