@@ -6,7 +6,18 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from wantrain.diffusion.schedule import NoiseSchedule, predict_x0_eps, snr
+from wantrain.diffusion.schedule import NoiseSchedule, snr
+
+
+def invert(x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, s: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0, eps) recovered from a model output at (x_t, t), by the textbook formulas (independent of the package)."""
+    a = s.alphas_cumprod[t].view(-1, *([1] * (x_t.ndim - 1)))
+    sa, s1a = a.sqrt(), (1 - a).sqrt()
+    if s.prediction_type == "epsilon":
+        return (x_t - s1a * output) / sa, output
+    if s.prediction_type == "v_prediction":
+        return sa * x_t - s1a * output, s1a * x_t + sa * output
+    return output, (x_t - sa * output) / s1a.clamp(min=1e-8)
 
 SCHEDULES = [dict(beta_schedule="linear"), dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
              dict(beta_schedule="cosine"), dict(beta_schedule="linear", rescale_betas_zero_snr=True)]
@@ -27,7 +38,7 @@ def test_target_inverts_to_x0_and_noise(kw: dict, prediction_type: str) -> None:
     x_t = s.add_noise(x0, noise, t)
     ref = DDPMScheduler.from_config(s.config).add_noise(x0, noise, t)  # diffusers' own noising
     assert torch.allclose(x_t, ref, atol=1e-5)
-    x0_hat, eps_hat = predict_x0_eps(x_t, s.target(x0, noise, t), t, s.alphas_cumprod, prediction_type)
+    x0_hat, eps_hat = invert(x_t, s.target(x0, noise, t), t, s)
     assert torch.allclose(x0_hat, x0, atol=2e-3)
     assert torch.allclose(eps_hat[1:], noise[1:], atol=2e-3)  # t=0 has almost no noise to recover
 
@@ -44,7 +55,8 @@ def test_betas_follow_diffusers() -> None:
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_min_snr_weight_is_min_snr_in_x0_space(prediction_type: str) -> None:
-    """For any wrong output, weight * ||target error||^2 == min(SNR, gamma) * ||x0 error||^2."""
+    """For any wrong output, weight * ||target error||^2 == min(SNR, gamma) * ||x0 error||^2
+    (for v: min(SNR + 1, gamma), v's own x0-space weight capped, so that SNR = 0 keeps weight 1)."""
     s = NoiseSchedule(prediction_type=prediction_type, weighting="min_snr", snr_gamma=5.0)
     g = torch.Generator().manual_seed(1)
     x0 = torch.rand(5, 3, 2, 4, 4, generator=g) * 2 - 1
@@ -52,13 +64,24 @@ def test_min_snr_weight_is_min_snr_in_x0_space(prediction_type: str) -> None:
     t = torch.tensor([5, 100, 300, 600, 950])
     x_t = s.add_noise(x0, noise, t)
     output = s.target(x0, noise, t) + 0.1 * torch.randn(x0.shape, generator=g)
-    x0_err = (s.predict_x0(x_t, output, t) - x0).pow(2).flatten(1).mean(1)
+    x0_err = (invert(x_t, output, t, s)[0] - x0).pow(2).flatten(1).mean(1)
     s_t = snr(t, s.alphas_cumprod)
-    expected = torch.minimum(s_t, torch.tensor(5.0)) * x0_err
+    capped = s_t + 1 if prediction_type == "v_prediction" else s_t
+    expected = torch.minimum(capped, torch.tensor(5.0)) * x0_err
     assert torch.allclose(s.loss(output, x0, noise, t, reduce=False), expected, rtol=1e-3)
     assert (s_t[:2] > 5).all() and (s_t[-2:] < 5).all()  # both sides of gamma are exercised
     uniform = NoiseSchedule(prediction_type=prediction_type)
     assert torch.equal(uniform.weight(t), torch.ones(5))
+
+
+def test_min_snr_keeps_the_pure_noise_step_of_a_zero_terminal_snr_schedule() -> None:
+    """v-prediction + zero-terminal SNR + min_snr: the last timestep (SNR = 0) must still be trained."""
+    s = NoiseSchedule(prediction_type="v_prediction", rescale_betas_zero_snr=True, weighting="min_snr", snr_gamma=5.0)
+    t = torch.tensor([s.num_train_timesteps - 1, s.num_train_timesteps - 2, 0])
+    assert snr(t[:1], s.alphas_cumprod).item() < 1e-6
+    w = s.weight(t)
+    assert w[0] > 0.99 and w[1] > 0.99  # ~1 near pure noise (was exactly 0 at SNR = 0)
+    assert w[2] < 0.01  # high SNR: capped at gamma / (SNR + 1)
 
 
 def test_offset_noise_and_seeds() -> None:

@@ -1,6 +1,7 @@
-"""End to end in plain PyTorch: overfit a tiny SpatioTemporalUNet on one clip, then DDIM reproduces it.
+"""End to end in plain PyTorch: overfit a tiny `VideoDiffusion` on one clip, then DDIM reproduces it.
 
-Proves that noising, targets, the network's conditioning path and the sampler agree.
+Proves that noising, targets, the conditioning path (fusion + first frame) and the sampler of the one diffusion
+core agree, with no Lightning involved.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import math
 import pytest
 import torch
 
-from wantrain.diffusion.sampling import make_sampler, sample
+from wantrain.diffusion.model import Conditions, VideoDiffusion
 from wantrain.diffusion.schedule import NoiseSchedule
-from wantrain.nets.unet import SpatioTemporalUNet, frame_condition
+from wantrain.nets.fusion import ConditionFusion
+from wantrain.nets.unet import SpatioTemporalUNet
 
 T, H, W, STEPS, BATCH = 8, 16, 16, 300, 4
 
@@ -34,22 +36,19 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_overfit_one_clip_then_ddim_reproduces_it() -> None:
     torch.manual_seed(0)
     clip = moving_square()
-    model = SpatioTemporalUNet(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
-                               head_dim=32, context_dim=16, pooled_dim=16)
+    unet = SpatioTemporalUNet(model_channels=32, channel_mult=(1, 2), num_res_blocks=1, attention_levels=(1,),
+                              head_dim=32, context_dim=16, pooled_dim=16)
+    fusion = ConditionFusion(text_dim=8, image_dim=8, width=16, num_layers=1, num_heads=2,
+                             p_drop_text=0.0, p_drop_image=0.0, p_drop_both=0.0)
     schedule = NoiseSchedule(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
                              prediction_type="v_prediction")
-    context, pooled = torch.randn(1, 4, 16), torch.randn(1, 16)  # the fixed "caption"
-    concat = frame_condition(clip[:, :, 0], T)  # the clip's first frame
-
-    def pred_fn(x, t, drop_text, drop_image):
-        b = x.shape[0]
-        cond = frame_condition(clip[:, :, 0].expand(b, -1, -1, -1), T, ~drop_image)
-        return model(x, t, context.expand(b, -1, -1), None, pooled.expand(b, -1), cond)
+    model = VideoDiffusion(unet, fusion, schedule)
+    # the fixed "caption" and image tokens, and the clip's first frame
+    cond = Conditions(torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool), torch.randn(1, 5, 8), clip[:, :, 0])
 
     def reproduce() -> float:
         model.eval()
-        out = sample(pred_fn, clip.shape, make_sampler(schedule.config, "ddim"), num_steps=25,
-                     generator=torch.Generator().manual_seed(1))
+        out = model.sample_from_seeds(cond, T, [1], sampler="ddim", num_steps=25)
         model.train()
         return psnr(out, clip)
 
@@ -58,14 +57,10 @@ def test_overfit_one_clip_then_ddim_reproduces_it() -> None:
     lr = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: min(1.0, (i + 1) / 20) * 0.5 * (1 + math.cos(math.pi * i / STEPS)))
     gen = torch.Generator().manual_seed(0)
-    x0 = clip.expand(BATCH, -1, -1, -1, -1)
+    x0, batch_cond = clip.expand(BATCH, -1, -1, -1, -1), cond.repeat(BATCH)
     losses = []
     for _ in range(STEPS):
-        t = schedule.timesteps(BATCH, generator=gen)
-        noise = schedule.noise_like(x0, gen)
-        out = model(schedule.add_noise(x0, noise, t), t, context.expand(BATCH, -1, -1), None,
-                    pooled.expand(BATCH, -1), concat.expand(BATCH, -1, -1, -1, -1))
-        loss = schedule.loss(out, x0, noise, t)
+        loss = model.loss(x0, batch_cond, generator=gen)[0].mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

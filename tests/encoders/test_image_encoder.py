@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from wantrain.encoders.image import FrozenImageEncoder, spatial_pooling
+from wantrain.encoders.image import FrozenImageEncoder
 
 
 def _images(batch=4, size=64, seed=0):
@@ -32,7 +32,7 @@ def test_dit_shapes_dims_and_blocks(tiny_dir):
 def test_dit_tokens_are_the_hidden_states_of_the_block_in_the_full_model(tiny_dir):
     """Running blocks ourselves equals a forward hook on the diffusers DiT run at t=0 with the null class."""
     enc = FrozenImageEncoder(tiny_dir / "dit", backend="dit", block=0)
-    dit, vae = enc.frozen_modules()["transformer"], enc.frozen_modules()["vae"]
+    dit, vae = enc._frozen["transformer"], enc._frozen["vae"]
     x = _images()
     seen = {}
     handle = dit.transformer_blocks[0].register_forward_hook(lambda m, i, o: seen.setdefault("h", o))
@@ -63,24 +63,18 @@ def test_clip_matches_transformers_with_its_own_preprocessing(tiny_dir):
 
 
 @pytest.mark.parametrize("backend", ["dit", "clip"])
-def test_frozen_deterministic_and_pooling(tiny_dir, backend):
+def test_frozen_and_deterministic(tiny_dir, backend):
     holder = nn.Module()
     holder.image_encoder = FrozenImageEncoder(tiny_dir / backend, backend=backend)
     assert list(holder.parameters()) == [] and list(holder.state_dict()) == []
     holder.train()
-    assert all(not m.training for m in holder.image_encoder.frozen_modules().values())
+    assert all(not m.training for m in holder.image_encoder._frozen.values())
     x = _images().requires_grad_(True)
     with torch.enable_grad():
         tokens = holder.image_encoder(x)
     assert not tokens.requires_grad
     again = FrozenImageEncoder(tiny_dir / backend, backend=backend)(x.detach())
     assert torch.equal(tokens, again)
-    pooled = holder.image_encoder.pool(tokens)
-    assert pooled.shape == (4, holder.image_encoder.dim)
-    torch.testing.assert_close(pooled, tokens.mean(1))
-    mask = torch.zeros(4, tokens.shape[1], dtype=torch.bool)
-    mask[:, :3] = True
-    torch.testing.assert_close(spatial_pooling(tokens, mask), tokens[:, :3].mean(1))
 
 
 def test_bfloat16(tiny_dir):

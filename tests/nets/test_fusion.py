@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wantrain.nets.fusion import ConditionFusion
+from wantrain.nets.fusion import ConditionFusion, masked_mean
 
 B, L, N, DT, DI, W = 4, 7, 5, 24, 20, 32
 
@@ -105,3 +105,11 @@ def test_sample_dropout_rates_and_generator():
     assert not none[0].any() and not none[1].any()
     with pytest.raises(ValueError, match="sum to <= 1"):
         _fusion(p_drop_text=0.6, p_drop_image=0.6)
+
+
+def test_masked_mean_pools_only_real_tokens() -> None:
+    tokens = torch.randn(4, 6, 8)
+    torch.testing.assert_close(masked_mean(tokens, None), tokens.mean(1))
+    mask = torch.zeros(4, 6, dtype=torch.bool)
+    mask[:, :3] = True
+    torch.testing.assert_close(masked_mean(tokens, mask), tokens[:, :3].mean(1))

@@ -62,16 +62,16 @@ def check_skips_and_last_good_checkpoint(cfg, snapshots, trainer, prefix: str) -
 def test_diffusion_stage_skips_nan_steps_then_stops(compose, data_dir, tmp_path):
     cfg = compose(f"paths.data_dir={data_dir}", *COMMON, "trainer.max_steps=20", root=tmp_path)
     model = instantiate(cfg.model)
-    real = model.diffusion_loss
+    real = model.model.loss
 
-    def poisoned(batch, **kwargs):  # a NaN loss on the BAD steps, through the real forward/backward
-        losses, t = real(batch, **kwargs)
+    def poisoned(video, cond, **kwargs):  # a NaN loss on the BAD steps, through the real forward/backward
+        losses, t = real(video, cond, **kwargs)
         return (losses * float("nan") if model.training and model.global_step in BAD else losses), t
 
-    model.diffusion_loss = poisoned
+    model.model.loss = poisoned
     snapshots = Snapshots(("unet", "fusion"))
     trainer = fit_until_error(cfg, model, snapshots)
-    check_skips_and_last_good_checkpoint(cfg, snapshots, trainer, prefix="")
+    check_skips_and_last_good_checkpoint(cfg, snapshots, trainer, prefix="model.")
 
 
 def test_upsampler_stage_skips_nan_steps_then_stops(compose, data_dir, tmp_path):
@@ -113,14 +113,13 @@ if __name__ == "__main__":
     from wantrain.config_tree import config_dir
     from wantrain.training.video_diffusion import VideoDiffusionModule
 
-    real = VideoDiffusionModule.diffusion_loss
+    real = VideoDiffusionModule.training_step
 
-    def poisoned(self, batch, **kwargs):  # NaN on rank 1 only, at step 2
-        losses, t = real(self, batch, **kwargs)
-        bad = self.training and self.global_rank == 1 and self.global_step == 2
-        return (losses * float("nan") if bad else losses), t
+    def poisoned(self, batch, batch_idx):  # NaN on rank 1 only, at step 2
+        loss = real(self, batch, batch_idx)
+        return loss * float("nan") if self.global_rank == 1 and self.global_step == 2 else loss
 
-    VideoDiffusionModule.diffusion_loss = poisoned
+    VideoDiffusionModule.training_step = poisoned
     prepare_launch()
     build = fit.build_trainer
     fit.build_trainer = lambda cfg, extra_callbacks=None, **kw: build(cfg, [*(extra_callbacks or []), Record()], **kw)

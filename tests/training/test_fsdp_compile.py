@@ -13,7 +13,7 @@ from hydra.utils import instantiate
 from wantrain.commands import fit
 from wantrain.errors import WantrainError
 from wantrain.nets.fusion import ConditionFusion
-from wantrain.nets.unet import SpatioTemporalUNet, UNetStage
+from wantrain.nets.unet import SpatioTemporalUNet, UNetBlock
 from wantrain.training.compile import CompileModules
 
 FSDP_SCRIPT = """
@@ -85,7 +85,7 @@ def test_fsdp_config_composes_the_strategy(compose, tmp_path):
     strategy = instantiate(cfg.trainer.strategy)
     assert type(strategy).__name__ == "FSDPStrategy" and strategy._state_dict_type == "full"
     policy = strategy.kwargs["auto_wrap_policy"]
-    assert set(policy._module_classes) == {UNetStage, SpatioTemporalUNet, ConditionFusion}
+    assert set(policy._module_classes) == {UNetBlock, SpatioTemporalUNet, ConditionFusion}
     assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.gradient_clip_val is None
 
 
@@ -98,14 +98,14 @@ def test_fsdp_two_cpu_processes_shard_checkpoint_ema_and_resume(python_script, d
     assert first["noise"] != json.loads((tmp_path / "rank1-step0.json").read_text())["noise"]  # ranks draw apart
     first.pop("noise"), resumed.pop("noise")
     assert first["world"] == 2 and resumed == first
-    assert first["units"].count("UNetStage") == 2 * first["checkpointed"] > 0  # blocks of UNet + EMA copy
+    assert first["units"].count("UNetBlock") == 2 * first["checkpointed"] > 0  # blocks of UNet + EMA copy
     assert first["units"].count("SpatioTemporalUNet") == first["units"].count("ConditionFusion") == 2
     ckpt = torch.load(tmp_path / "runs" / "fsdp" / "checkpoints" / "last.ckpt", weights_only=True)
     state = ckpt["state_dict"]
     assert ckpt["global_step"] == 5 and not [k for k in state if "_fsdp" in k or "checkpoint_wrapped" in k]
-    full = sum(v.numel() for k, v in state.items() if k.startswith("unet."))
+    full = sum(v.numel() for k, v in state.items() if k.startswith("model.unet."))
     assert first["local_unet_params"] < 0.6 * full  # sharded: each rank holds about half of the UNet
-    ema = {k: state[f"ema.module.{k}"] for k in state if k.startswith(("unet.", "fusion."))}
+    ema = {k: state["ema.module." + k.removeprefix("model.")] for k in state if k.startswith("model.")}
     for key, value in ema.items():  # decay 0: the EMA is the weights, shard by shard in the right place
         assert torch.equal(value, state[key]), key
     assert len(ckpt["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["ranks"]) == 2  # data position per rank

@@ -33,12 +33,12 @@ def test_frozen_encoders_are_not_parameters_nor_saved(tiny_cfg, tmp_path):
     assert trainable == expected
     assert not any(p.requires_grad for p in model.ema.parameters())
     frozen_weights = {k for enc in (model.encoders.text, model.encoders.image)
-                      for net in enc.frozen_modules().values() for k in net.state_dict()}
+                      for net in enc._frozen.values() for k in net.state_dict()}
     assert frozen_weights  # the encoders did load real weights
     keys = set(model.state_dict())
-    assert all(k.startswith(("unet.", "fusion.", "ema.")) for k in keys), sorted(keys)[:5]
+    assert all(k.startswith(("model.unet.", "model.fusion.", "ema.")) for k in keys), sorted(keys)[:5]
     encoder_param_count = sum(p.numel() for enc in (model.encoders.text, model.encoders.image)
-                              for net in enc.frozen_modules().values() for p in net.parameters())
+                              for net in enc._frozen.values() for p in net.parameters())
     saved_count = sum(v.numel() for v in model.state_dict().values())
     trainable_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
     assert saved_count < 2 * trainable_count + encoder_param_count  # weights + EMA copy, no encoders
@@ -66,8 +66,9 @@ def test_cached_embeddings_give_the_same_loss_as_live_encoders(compose, data_dir
     cached = instantiate(cached_cfg.model)
     cached.load_state_dict(live.state_dict())
 
-    text, mask, image = live.encode_conditions(live_batch)
-    c_text, c_mask, c_image = cached.encode_conditions(cached_batch)
+    live_cond, cached_cond = live.conditions(live_batch), cached.conditions(cached_batch)
+    text, mask, image = live_cond.text, live_cond.text_mask, live_cond.image_tokens
+    c_text, c_mask, c_image = cached_cond.text, cached_cond.text_mask, cached_cond.image_tokens
     real = mask.sum(1)
     assert torch.equal(real, c_mask.sum(1))
     for row, n in enumerate(real.tolist()):
@@ -76,9 +77,10 @@ def test_cached_embeddings_give_the_same_loss_as_live_encoders(compose, data_dir
 
     t = torch.tensor([100, 400, 700, 950])
     with torch.no_grad():
-        live_loss, _ = live.diffusion_loss(live_batch, t=t, generator=torch.Generator().manual_seed(0), dropout=False)
-        cached_loss, _ = cached.diffusion_loss(cached_batch, t=t, generator=torch.Generator().manual_seed(0),
-                                               dropout=False)
+        live_loss, _ = live.model.loss(live_batch["video"], live_cond, t=t, generator=torch.Generator().manual_seed(0),
+                                       dropout=False)
+        cached_loss, _ = cached.model.loss(cached_batch["video"], cached_cond, t=t,
+                                           generator=torch.Generator().manual_seed(0), dropout=False)
     torch.testing.assert_close(cached_loss, live_loss, atol=1e-4, rtol=1e-3)
 
 
@@ -177,7 +179,7 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
         "model.fusion.image_dim=32", "model.fusion.width=64", "model.fusion.num_heads=4", "model.unet.model_channels=16",
         "model.unet.norm_groups=8", "model.unet.head_dim=16", root=tmp_path)
     model = instantiate(cfg.model)
-    assert model.unet.gradient_checkpointing and model.schedule.prediction_type == "epsilon"
+    assert model.unet.gradient_checkpointing and model.model.schedule.prediction_type == "epsilon"
     trainer = pl.Trainer(accelerator="cpu", devices=1, fast_dev_run=True, logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
     trainer.fit(model, datamodule=instantiate(cfg.data))

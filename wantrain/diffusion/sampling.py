@@ -11,6 +11,20 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from wantrain.diffusion.guidance import PredFn, guided_prediction
 
 SAMPLERS = ("ddim", "dpm_solver")
+SAMPLING_DEFAULTS: dict[str, Any] = {"sampler": "ddim", "num_steps": 25, "eta": 0.0, "text_scale": 1.0,
+                                     "image_scale": 1.0}
+
+
+def sampling_options(stored: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Sampler settings: defaults, then a run's `model.sampling`, then non-None overrides; checked in one line."""
+    out = dict(SAMPLING_DEFAULTS)
+    out.update({k: v for k, v in dict(stored or {}).items() if k in out})
+    out.update({k: v for k, v in overrides.items() if v is not None and k in out})
+    if out["sampler"] not in SAMPLERS:
+        raise ValueError(f"sampler={out['sampler']!r}: use one of {', '.join(SAMPLERS)}")
+    if int(out["num_steps"]) < 1:
+        raise ValueError(f"steps={out['num_steps']}: need at least 1 sampling step")
+    return out
 
 
 def make_sampler(

@@ -49,27 +49,6 @@ def training_target(
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
 
 
-def predict_x0_eps(
-    x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor, prediction_type: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Invert a model output at (x_t, t) into (x0_hat, eps_hat) for the given prediction type (float32)."""
-    a = _bcast(alphas_cumprod, t, x_t)
-    sa, s1a = a.sqrt(), (1 - a).sqrt()
-    x_t, output = x_t.float(), output.float()
-    if prediction_type == "epsilon":
-        eps = output
-        x0 = (x_t - s1a * eps) / sa.clamp(min=1e-8)
-    elif prediction_type == "v_prediction":
-        x0 = sa * x_t - s1a * output
-        eps = s1a * x_t + sa * output
-    elif prediction_type == "sample":
-        x0 = output
-        eps = (x_t - sa * x0) / s1a.clamp(min=1e-8)
-    else:
-        raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
-    return x0, eps
-
-
 def snr(t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     """Signal-to-noise ratio a_t / (1 - a_t) at (B,) timesteps -> (B,) float32."""
     a = alphas_cumprod.to(t.device)[t.long()].float()
@@ -80,8 +59,12 @@ def loss_weight(
     t: torch.Tensor, alphas_cumprod: torch.Tensor, prediction_type: str, weighting: str = "uniform",
     gamma: float = 5.0,
 ) -> torch.Tensor:
-    """Per-sample (B,) MSE weight. 'min_snr' (Hang et al. 2023) gives x0-space weight min(SNR, gamma),
-    expressed for the target: eps -> min(SNR,g)/SNR, v -> min(SNR,g)/(SNR+1), x0 -> min(SNR,g)."""
+    """Per-sample (B,) MSE weight. 'min_snr' (Hang et al. 2023) caps the weight at gamma, expressed for the
+    target: eps -> min(SNR,g)/SNR, v -> min(SNR+1,g)/(SNR+1), x0 -> min(SNR,g).
+
+    For v the cap applies to SNR+1 (the v loss's own x0-space weight): min(SNR,g)/(SNR+1) would give the
+    pure-noise timestep of a zero-terminal-SNR schedule weight 0, the one step that schedule exists to train.
+    """
     if weighting == "uniform":
         return torch.ones(t.shape[0], device=t.device)
     if weighting not in ("min_snr", "min_snr_gamma"):
@@ -91,7 +74,7 @@ def loss_weight(
     if prediction_type == "epsilon":
         return clipped / s.clamp(min=1e-8)  # -> 1 where SNR -> 0 (zero terminal SNR)
     if prediction_type == "v_prediction":
-        return clipped / (s + 1)
+        return torch.clamp(s + 1, max=gamma) / (s + 1)  # 1 at SNR = 0
     if prediction_type == "sample":
         return clipped
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
@@ -161,10 +144,6 @@ class NoiseSchedule:
     def target(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Regression target for the configured prediction type."""
         return training_target(x0, noise, t, self.alphas_cumprod, self.prediction_type)
-
-    def predict_x0(self, x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x0 estimate from a model output."""
-        return predict_x0_eps(x_t, output, t, self.alphas_cumprod, self.prediction_type)[0]
 
     def weight(self, t: torch.Tensor) -> torch.Tensor:
         """Per-sample (B,) loss weights for the configured weighting."""

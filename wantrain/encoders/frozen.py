@@ -92,10 +92,6 @@ class FrozenModule(nn.Module):
         self._frozen[name] = freeze(net)
         return net
 
-    def frozen_modules(self) -> dict[str, nn.Module]:
-        """The frozen nets held by this encoder, by name."""
-        return dict(self._frozen)
-
     def _apply(self, fn, recurse=True):  # noqa: ANN001 - torch signature
         for net in self._frozen.values():
             net._apply(fn)

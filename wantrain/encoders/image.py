@@ -25,14 +25,6 @@ OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def spatial_pooling(tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Global vector of image tokens: (masked) mean over tokens, (B, N, D) -> (B, D)."""
-    if mask is None:
-        return tokens.mean(dim=1)
-    weights = mask.to(tokens.dtype)[..., None]  # (B, N, 1)
-    return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-
-
 def center_crop_resize(images: torch.Tensor, size: int, mode: str = "bilinear") -> torch.Tensor:
     """Center-crop (B, C, H, W) to a square and resize it to (B, C, size, size) with antialiasing."""
     h, w = images.shape[-2:]
@@ -178,7 +170,3 @@ class FrozenImageEncoder(FrozenModule):
             interpolate_pos_encoding=self.resolution != self.native_resolution,
         )
         return out.last_hidden_state if last else out.hidden_states[self.block + 1]
-
-    def pool(self, tokens: torch.Tensor) -> torch.Tensor:
-        """spatial_pooling of this encoder's tokens: (B, N, D) -> (B, D)."""
-        return spatial_pooling(tokens)

@@ -15,39 +15,27 @@ from wantrain.inference.base import BaseModel
 
 
 @torch.no_grad()
-def bucket_losses(model: BaseModel, batch: dict[str, Any], batch_idx: int, buckets: int) -> torch.Tensor:
-    """Losses (buckets, B) at each bucket's middle timestep with fixed noise, no condition dropout
-    (the same protocol as validation in `fit`)."""
+def bucket_losses(model: BaseModel, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    """Losses (buckets, B) of `VideoDiffusion.validation_losses`, the protocol of validation in `fit`
+    (noise seeded by the batch index)."""
     device = model.device
-    video, image = batch["video"].to(device).float(), batch["image"].to(device).float()
-    b, t = video.shape[0], video.shape[2]
-    text, mask, tokens = model.encode(batch["caption"], image)
-    keep = torch.zeros(b, dtype=torch.bool, device=device)
-    inputs = model.condition(text, mask, tokens, image, t, keep, keep)
-    generator = torch.Generator(device=device).manual_seed(1000 + batch_idx)
-    schedule = model.schedule
-    span = schedule.num_train_timesteps // buckets
-    rows = []
-    for i in range(buckets):
-        ts = torch.full((b,), i * span + span // 2, device=device, dtype=torch.long)
-        noise = schedule.noise_like(video, generator)
-        out = model.unet(schedule.add_noise(video, noise, ts), ts, **inputs)
-        rows.append(schedule.loss(out, video, noise, ts, reduce=False))
-    return torch.stack(rows)
+    video = batch["video"].to(device).float()
+    cond = model.conditions(batch["image"], batch["caption"])
+    return model.model.validation_losses(video, cond, torch.Generator(device=device).manual_seed(1000 + batch_idx))
 
 
 def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_videos: int = 8, seed: int = 0,
-                       buckets: int | None = None, limit_batches: int | None = None, i3d: nn.Module | None = None,
+                       limit_batches: int | None = None, i3d: nn.Module | None = None,
                        **sampling: Any) -> dict[str, float]:
     """Metrics over the batches (B, 3, T, H, W): `loss`, `loss_t{i}`, and on the first `num_videos` clips
     `first_frame_psnr`, `sample_psnr`, `tdiff`, `tdiff_real`, `tdiff_ratio`, `tdiff_jump` (+ `fvd`)."""
-    buckets = int(buckets or model.config.get("timestep_buckets", 4))
+    buckets = model.model.timestep_buckets
     losses, made, real, images = [], [], [], []
     n_made = 0
     for batch_idx, batch in enumerate(batches):
         if limit_batches is not None and batch_idx >= limit_batches:
             break
-        losses.append(bucket_losses(model, batch, batch_idx, buckets).cpu())
+        losses.append(bucket_losses(model, batch, batch_idx).cpu())
         take = min(num_videos - n_made, batch["video"].shape[0])
         if take > 0:
             image = batch["image"][:take]

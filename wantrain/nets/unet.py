@@ -26,8 +26,8 @@ def frame_condition(image: torch.Tensor, num_frames: int, keep: torch.Tensor | N
     return cond
 
 
-class UNetStage(nn.Module):
-    """One UNet step: optional ResBlock, spatial transformer + temporal attention, and down/upsampler."""
+class UNetBlock(nn.Module):
+    """One UNet block: optional ResBlock, spatial transformer + temporal attention, and down/upsampler."""
 
     def __init__(
         self,
@@ -111,29 +111,29 @@ class SpatioTemporalUNet(nn.Module):
             for _ in range(num_res_blocks):
                 out = model_channels * mult
                 s, t = attn(out) if level in attention_levels else (None, None)
-                self.down.append(UNetStage(res(ch, out), s, t))
+                self.down.append(UNetBlock(res(ch, out), s, t))
                 ch = out
                 skip_channels.append(ch)
             if level != len(channel_mult) - 1:
-                self.down.append(UNetStage(resample=Downsample(ch)))
+                self.down.append(UNetBlock(resample=Downsample(ch)))
                 skip_channels.append(ch)
         s, t = attn(ch)
-        self.mid = nn.ModuleList([UNetStage(res(ch, ch), s, t), UNetStage(res(ch, ch))])
+        self.mid = nn.ModuleList([UNetBlock(res(ch, ch), s, t), UNetBlock(res(ch, ch))])
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mult))):
             for i in range(num_res_blocks + 1):
                 out = model_channels * mult
                 s, t = attn(out) if level in attention_levels else (None, None)
                 up = Upsample(out) if level != 0 and i == num_res_blocks else None
-                self.up.append(UNetStage(res(ch + skip_channels.pop(), out), s, t, up))
+                self.up.append(UNetBlock(res(ch + skip_channels.pop(), out), s, t, up))
                 ch = out
         self.norm_out = nn.GroupNorm(norm_groups, ch, eps=1e-6)
         self.conv_out = zero_(nn.Conv2d(ch, out_channels, 3, padding=1))
 
-    def _run(self, stage: UNetStage, *args) -> torch.Tensor:
+    def _run(self, block: UNetBlock, *args) -> torch.Tensor:
         if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(stage, *args, use_reentrant=False)
-        return stage(*args)
+            return checkpoint(block, *args, use_reentrant=False)
+        return block(*args)
 
     def _check(self, x: torch.Tensor, context: torch.Tensor, concat: torch.Tensor | None) -> None:
         if x.ndim != 5 or x.shape[1] != self.in_channels:
@@ -171,12 +171,12 @@ class SpatioTemporalUNet(nn.Module):
         hidden = torch.cat([x, concat.to(x.dtype)], dim=1).transpose(1, 2).reshape(b * t, -1, h, w)  # (B*T, C, H, W)
         hidden = self.conv_in(hidden)
         skips = [hidden]
-        for stage in self.down:
-            hidden = self._run(stage, hidden, emb, t, context, context_mask)
+        for block in self.down:
+            hidden = self._run(block, hidden, emb, t, context, context_mask)
             skips.append(hidden)
-        for stage in self.mid:
-            hidden = self._run(stage, hidden, emb, t, context, context_mask)
-        for stage in self.up:
-            hidden = self._run(stage, torch.cat([hidden, skips.pop()], dim=1), emb, t, context, context_mask)
+        for block in self.mid:
+            hidden = self._run(block, hidden, emb, t, context, context_mask)
+        for block in self.up:
+            hidden = self._run(block, torch.cat([hidden, skips.pop()], dim=1), emb, t, context, context_mask)
         out = self.conv_out(torch.nn.functional.silu(self.norm_out(hidden)))  # (B*T, C_out, H, W)
         return out.reshape(b, t, self.out_channels, h, w).transpose(1, 2)

@@ -9,7 +9,7 @@ from torch import nn
 
 
 def module_classes(names: Iterable[str]) -> set[type[nn.Module]]:
-    """The classes at dotted paths like `wantrain.nets.unet.UNetStage` (a clear error for a wrong path)."""
+    """The classes at dotted paths like `wantrain.nets.unet.UNetBlock` (a clear error for a wrong path)."""
     out: set[type[nn.Module]] = set()
     for name in names:
         module_name, _, attr = str(name).rpartition(".")

@@ -1,4 +1,4 @@
-"""`VideoDiffusionModule`: the image-to-video diffusion stage (frozen encoders -> fusion -> UNet, noise-prediction loss)."""
+"""`VideoDiffusionModule`: trains a `VideoDiffusion` (UNet + fusion + schedule) and keeps its EMA; Lightning glue only."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from wantrain.diffusion.sampling import make_sampler, sample
+from wantrain.diffusion.model import Conditions, VideoDiffusion
+from wantrain.diffusion.sampling import sampling_options
 from wantrain.diffusion.schedule import NoiseSchedule
+from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
-from wantrain.nets.unet import frame_condition
-from wantrain.training.frozen_encoders import FrozenEncoders
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import SampleVideoWriter
 
 
 class VideoDiffusionModule(pl.LightningModule):
-    """Trains `unet` + `fusion` (EMA kept of both) to predict the noise added to video clips."""
+    """Trains `model` (a `VideoDiffusion`: UNet + fusion) on video clips; `ema` is its EMA copy for sampling."""
 
     def __init__(
         self,
@@ -44,15 +44,12 @@ class VideoDiffusionModule(pl.LightningModule):
             raise WantrainError(f"model.conditioning must be 'live' or 'cached', got {conditioning!r}")
         self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "optimizer", "lr_scheduler",
                                           "text_encoder", "image_encoder"])
-        self.unet = unet
-        self.fusion = fusion
-        self.schedule = schedule
+        self.model = VideoDiffusion(unet, fusion, schedule, timestep_buckets)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         # Frozen encoders live outside the module tree: no DDP wrapping, not in checkpoints, not in EMA.
         self.encoders = FrozenEncoders(text_encoder, image_encoder, build_tiny_encoders)
-        self.ema = AveragedModel(nn.ModuleDict({"unet": unet, "fusion": fusion}),
-                                 multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
+        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         self.sampling = dict(sampling or {})
         self.video_writer = SampleVideoWriter(**self.sampling.pop("video", {}))
@@ -60,6 +57,16 @@ class VideoDiffusionModule(pl.LightningModule):
         self._step_ok = True  # the last optimizer step had finite gradients (the EMA follows only those)
         self._val_examples: dict[str, Any] | None = None
         self._last_sample_step = -1
+
+    @property
+    def unet(self) -> nn.Module:
+        """The trained UNet (for callbacks that address networks by name, e.g. compile)."""
+        return self.model.unet
+
+    @property
+    def fusion(self) -> nn.Module:
+        """The trained condition fusion."""
+        return self.model.fusion
 
     # --- setup -------------------------------------------------------------------------------------
 
@@ -91,53 +98,24 @@ class VideoDiffusionModule(pl.LightningModule):
                 f"(2**(len(model.unet.channel_mult)-1)); set data.resolution to a multiple of {factor} (e.g. {fix})"
             )
 
-    # --- conditioning and loss ---------------------------------------------------------------------
+    # --- conditioning -----------------------------------------------------------------------------------
 
-    def encode_conditions(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Text tokens (B, L, Dt), text mask (B, L) and image tokens (B, N, Di), live or from cached embeddings."""
+    def conditions(self, batch: dict[str, Any]) -> Conditions:
+        """The batch's conditions, from the live frozen encoders or from cached embeddings (encoded once)."""
         if self.hparams.conditioning == "cached":
             missing = [k for k in ("t5", "t5_mask", "dit") if k not in batch]
             if missing:
                 raise WantrainError(f"model.conditioning=cached but batches lack {missing}; "
                                     "run `python -m wantrain encode` and set data.embeddings=[t5,dit]")
-            return batch["t5"].float(), batch["t5_mask"].bool(), batch["dit"].float()
-        return self.encoders.encode(batch["caption"], batch["image"], self.device)
-
-    def condition(self, batch: dict[str, Any], nets: nn.Module, drop_text: torch.Tensor, drop_image: torch.Tensor,
-                  ) -> dict[str, torch.Tensor]:
-        """UNet keyword inputs (context, mask, pooled, concat) for a batch under a dropout pattern."""
-        text, text_mask, image_tokens = self.encode_conditions(batch)
-        context, context_mask, pooled = nets["fusion"](text, text_mask, image_tokens,
-                                                       drop_text=drop_text, drop_image=drop_image)
-        concat = frame_condition(batch["image"], batch["video"].shape[2], keep=~drop_image)
-        return {"context": context, "context_mask": context_mask, "pooled": pooled, "concat": concat}
-
-    def diffusion_loss(self, batch: dict[str, Any], t: torch.Tensor | None = None,
-                       generator: torch.Generator | None = None, dropout: bool = True,
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (B,) weighted loss and the timesteps (B,) it was taken at."""
-        video = batch["video"]
-        b = video.shape[0]
-        if dropout:
-            drop_text, drop_image = self.fusion.sample_dropout(b, video.device)
+            text, mask, tokens = batch["t5"], batch["t5_mask"], batch["dit"]
         else:
-            drop_text = drop_image = torch.zeros(b, dtype=torch.bool, device=video.device)
-        inputs = self.condition(batch, {"fusion": self.fusion}, drop_text, drop_image)
-        if t is None:
-            t = self.schedule.timesteps(b, video.device, generator)
-        noise = self.schedule.noise_like(video, generator)
-        x_t = self.schedule.add_noise(video, noise, t)
-        output = self.unet(x_t, t, **inputs)
-        return self.schedule.loss(output, video, noise, t, reduce=False), t
-
-    def bucket_of(self, t: torch.Tensor) -> torch.Tensor:
-        """Timestep bucket index (B,) of each timestep, `timestep_buckets` equal ranges."""
-        return (t * self.hparams.timestep_buckets) // self.schedule.num_train_timesteps
+            text, mask, tokens = self.encoders.encode(batch["caption"], batch["image"], self.device)
+        return Conditions(text, mask, tokens, batch["image"]).to(self.device)
 
     def log_buckets(self, prefix: str, losses: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> None:
         """Log the mean loss of each timestep bucket that has samples."""
-        buckets = self.bucket_of(t)
-        for i in range(self.hparams.timestep_buckets):
+        buckets = self.model.bucket_of(t)
+        for i in range(self.model.timestep_buckets):
             picked = buckets == i
             if picked.any():
                 self.log(f"{prefix}/loss_t{i}", losses[picked].mean(), batch_size=int(picked.sum()), **kwargs)
@@ -146,7 +124,7 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Noise-prediction loss at random timesteps with condition dropout."""
-        losses, t = self.diffusion_loss(batch)
+        losses, t = self.model.loss(batch["video"], self.conditions(batch))
         loss = losses.mean()
         b = losses.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
@@ -175,7 +153,7 @@ class VideoDiffusionModule(pl.LightningModule):
         """
         super().optimizer_step(*args, **kwargs)
         if self._step_ok and self.global_step >= self.hparams.ema_start_step:
-            self.ema.update_parameters(nn.ModuleDict({"unet": self.unet, "fusion": self.fusion}))
+            self.ema.update_parameters(self.model)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss at fixed timesteps (one per bucket) and fixed noise, without condition dropout."""
@@ -183,16 +161,10 @@ class VideoDiffusionModule(pl.LightningModule):
             self._val_examples = {k: v[: self.sampling.get("num_videos", 2)] for k, v in batch.items()
                                   if isinstance(v, (torch.Tensor, list))}
         generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx)
-        n = self.hparams.timestep_buckets
-        span = self.schedule.num_train_timesteps // n
         b = batch["video"].shape[0]
-        all_losses, all_t = [], []
-        for i in range(n):
-            t = torch.full((b,), i * span + span // 2, device=self.device, dtype=torch.long)
-            losses, _ = self.diffusion_loss(batch, t=t, generator=generator, dropout=False)
-            all_losses.append(losses)
-            all_t.append(t)
-        losses, t = torch.cat(all_losses), torch.cat(all_t)
+        losses = self.model.validation_losses(batch["video"], self.conditions(batch), generator)  # (buckets, B)
+        t = torch.cat(self.model.validation_timesteps(b, self.device))
+        losses = losses.flatten()
         self.log("val/loss", losses.mean(), prog_bar=True, batch_size=b, sync_dist=True)
         self.log_buckets("val", losses, t, sync_dist=True)
 
@@ -211,30 +183,16 @@ class VideoDiffusionModule(pl.LightningModule):
 
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], seed: int | None = None) -> torch.Tensor:
-        """Sample videos (B, 3, T, H, W) in [-1, 1] for a batch's first frames + captions with the EMA nets."""
-        nets = self.ema.module
-        video = batch["video"]
-        b = video.shape[0]
-        generator = torch.Generator(device=self.device).manual_seed(self.sampling.get("seed", 0) if seed is None else seed)
-
-        def pred_fn(x: torch.Tensor, t: torch.Tensor, drop_text: torch.Tensor, drop_image: torch.Tensor) -> torch.Tensor:
-            repeat = x.shape[0] // b
-            tiled = {k: (v.repeat(repeat, *([1] * (v.ndim - 1))) if isinstance(v, torch.Tensor) else v * repeat)
-                     for k, v in batch.items() if k in ("video", "image", "caption", "t5", "t5_mask", "dit")}
-            inputs = self.condition(tiled, nets, drop_text, drop_image)
-            return nets["unet"](x, t, **inputs)
-
-        sampler = make_sampler(self.schedule.config, kind=self.sampling.get("sampler", "ddim"))
-        out = sample(
-            pred_fn, tuple(video.shape), sampler, num_steps=self.sampling.get("num_steps", 25),
-            text_scale=self.sampling.get("text_scale", 1.0), image_scale=self.sampling.get("image_scale", 1.0),
-            eta=self.sampling.get("eta", 0.0), generator=generator, device=self.device,
-        )
-        return out.clamp(-1, 1)
+        """Sample clips (B, 3, T, H, W) in [-1, 1] for a batch's first frames + captions with the EMA model;
+        clip i from seed `seed + i` (default `sampling.seed`), exactly as `wantrain sample` draws it."""
+        first = int(self.sampling.get("seed", 0) if seed is None else seed)
+        b, _, t = batch["video"].shape[:3]
+        options = sampling_options(self.sampling)
+        return self.ema.module.sample_from_seeds(self.conditions(batch), t, [first + i for i in range(b)], **options)
 
     def configure_optimizers(self) -> Any:
         """Optimizer (partial from config) over UNet + fusion, with an optional per-step LR schedule."""
-        params = [p for p in [*self.unet.parameters(), *self.fusion.parameters()] if p.requires_grad]
+        params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         if self.lr_scheduler_factory is None:
             return optimizer

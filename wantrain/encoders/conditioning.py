@@ -1,4 +1,4 @@
-"""The frozen text and image encoders of a training stage: built lazily, once per process, outside the module tree."""
+"""The frozen text and image encoders of the diffusion model: loaded once per process, outside any module tree."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from wantrain.errors import WantrainError
+from wantrain.nets.freeze import freeze
 
 _LOADED: dict[str, nn.Module] = {}  # one copy of each encoder per process, shared by every module instance
 
@@ -63,17 +64,18 @@ class FrozenEncoders:
     def _load(factory: Callable[[], nn.Module]) -> nn.Module:
         key = _cache_key(factory)
         if key not in _LOADED:
-            _LOADED[key] = factory().eval().requires_grad_(False)
+            _LOADED[key] = freeze(factory())
         return _LOADED[key]
 
-    def check_dims(self, text_dim: int, image_dim: int) -> None:
-        """Fail in one line when the encoders' widths do not match the fusion module's inputs."""
-        assert self.text is not None and self.image is not None
+    def check_dims(self, text_dim: int, image_dim: int,
+                   fix: str = "set model.fusion.text_dim={text} model.fusion.image_dim={image}") -> None:
+        """Fail in one line when the encoders' widths do not match the fusion module's inputs (`fix` names the fix)."""
+        if self.text is None or self.image is None:
+            self.load()
         if self.text.dim != text_dim or self.image.dim != image_dim:
             raise WantrainError(
                 f"encoder widths (text {self.text.dim}, image {self.image.dim}) do not match the fusion module "
-                f"(text_dim {text_dim}, image_dim {image_dim}); set model.fusion.text_dim={self.text.dim} "
-                f"model.fusion.image_dim={self.image.dim}"
+                f"(text_dim {text_dim}, image_dim {image_dim}); " + fix.format(text=self.text.dim, image=self.image.dim)
             )
 
     @torch.no_grad()
@@ -82,10 +84,9 @@ class FrozenEncoders:
         """Text tokens (B, L, Dt) float32, mask (B, L) bool and image tokens (B, N, Di) float32 on `device`."""
         if self.text is None or self.image is None:
             self.load()
-        assert self.text is not None and self.image is not None
         for encoder in (self.text, self.image):
             if encoder.device != device:
                 encoder.to(device)
         text, mask = self.text(list(captions))
-        tokens = self.image(images)
+        tokens = self.image(images.to(device))
         return text.float(), mask.bool(), tokens.float()
