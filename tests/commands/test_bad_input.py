@@ -5,7 +5,6 @@ printing as `python -m wantrain`, without paying the imports again); one case ru
 from __future__ import annotations
 
 import shutil
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,9 @@ import torch
 
 from wantrain.__main__ import main
 from wantrain.commands.preflight import check_validation_split
-from wantrain.data.synthetic import add_tar_member, synthetic_sample
+from wantrain.data.synthetic import synthetic_sample
 from wantrain.errors import WantrainError
+from wantrain.io.tar import write_shard
 from wantrain.training.datamodule import VideoShardDataModule
 
 
@@ -83,10 +83,7 @@ def test_num_frames_longer_than_every_clip(cli, data_dir):
 
 def test_validation_set_smaller_than_the_ranks(tmp_path):
     shard = tmp_path / "val-0.tar"
-    with tarfile.open(shard, "w") as tar:
-        for key, members in (("0", synthetic_sample(0, 0, 4, 32, 8, 4)),):
-            for ext, data in members.items():
-                add_tar_member(tar, f"{key}.{ext}", data)
+    write_shard(shard, [{"__key__": "0", **synthetic_sample(0, 0, 4, 32, 8, 4)}])
     dm = VideoShardDataModule(train_shards=str(shard), val_shards=str(shard), batch_size=8, num_frames=4,
                               resolution=32, num_workers=0)
     check_validation_split(dm, world_size=1)  # one sample, batch 8, one rank: fine (a partial batch)

@@ -16,9 +16,10 @@ import pytest
 
 from wantrain.commands import fit
 from wantrain.data.samples import SampleDecoder
-from wantrain.data.shards import expand_shard_spec, read_shard
+from wantrain.data.shards import expand_shard_spec
 from wantrain.data.skips import NoUsableSamples, SkipCounter, SkipError
-from wantrain.data.synthetic import add_tar_member, synthetic_sample
+from wantrain.data.synthetic import synthetic_sample
+from wantrain.io.tar import read_samples, write_shard
 
 CLIP = dict(num_frames=10, size=32, fps=8, gop=5)
 
@@ -50,10 +51,7 @@ def huge_video(side: int = 4160) -> bytes:
 
 
 def write_tar(path: Path, samples: list[tuple[str, dict[str, bytes]]]) -> None:
-    with tarfile.open(path, "w") as tar:
-        for key, members in samples:
-            for ext, data in members.items():
-                add_tar_member(tar, f"{key}.{ext}", data)
+    write_shard(path, ({"__key__": key, **members} for key, members in samples))
 
 
 def corrupt_mix(root: Path) -> tuple[list[str], dict[str, int], int]:
@@ -85,7 +83,7 @@ def test_every_corruption_is_counted_under_its_reason(tmp_path):
     shards, injected, good = corrupt_mix(tmp_path)
     decoder, counter, used = SampleDecoder(num_frames=8, resolution=32), SkipCounter(), []
     for url in shards:
-        for raw in read_shard(url, decoder.wanted, counter):
+        for raw in read_samples(url, decoder.wanted, counter.add):
             try:
                 used.append(decoder(raw)["key"])
             except SkipError as err:
@@ -146,7 +144,7 @@ def test_nothing_in_a_shard_is_unpickled_or_executed(tmp_path):
     write_tar(shard, [(f"pipe:touch {marker}", sample)])
     decoder = SampleDecoder(num_frames=8, resolution=32, embeddings=("t5",))
     counter = SkipCounter()
-    (raw,) = list(read_shard(str(shard), decoder.wanted, counter))
+    (raw,) = list(read_samples(str(shard), decoder.wanted, counter.add))
     assert "pickle" not in raw and "pth" not in raw  # unknown members are never even read
     with pytest.raises(SkipError) as err:
         decoder(raw)
@@ -155,6 +153,6 @@ def test_nothing_in_a_shard_is_unpickled_or_executed(tmp_path):
     assert ok["caption"] == f"pipe:touch {marker}"
     assert not marker.exists()
     # a pipe: spec runs only where the user wrote it (the config / a list file named in it), e.g. this one:
-    (raw,) = list(read_shard(f"pipe:cat {shard}", decoder.wanted, counter))
+    (raw,) = list(read_samples(f"pipe:cat {shard}", decoder.wanted, counter.add))
     assert expand_shard_spec(f"pipe:cat {shard}") == [f"pipe:cat {shard}"] and raw["__key__"].endswith("PWNED")
     assert not marker.exists()

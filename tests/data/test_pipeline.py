@@ -15,7 +15,8 @@ from wantrain.data.dataset import ShardLoader, VideoShardDataset
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import expand_shard_spec
 from wantrain.data.skips import SkipError
-from wantrain.data.synthetic import clip_spec, encode_mp4, render_clip, synthetic_sample
+from wantrain.data.synthetic import clip_spec, render_clip, synthetic_sample
+from wantrain.io.mp4 import encode_mp4
 
 
 def _train(out, **kw):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -14,16 +13,14 @@ from wantrain.data.clips import frame_step, sample_window
 from wantrain.data.dataset import ShardLoader, VideoShardDataset
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import expand_shard_spec
-from wantrain.data.synthetic import clip_spec, encode_mp4, render_clip, write_synthetic_dataset
+from wantrain.data.synthetic import clip_spec, render_clip, write_synthetic_dataset
 from wantrain.data.video import open_video
+from wantrain.io.mp4 import encode_mp4
+from wantrain.io.tar import read_samples
 
 
 def _videos(shards: list[str]) -> list[bytes]:
-    out = []
-    for url in shards:
-        with tarfile.open(url) as tar:
-            out += [tar.extractfile(m).read() for m in tar.getmembers() if m.name.endswith(".mp4")]
-    return out
+    return [s["mp4"] for url in shards for s in read_samples(url, lambda ext: ext == "mp4") if "mp4" in s]
 
 
 def _raw_decode(videos: list[bytes], num_frames: int, stride: int, backend: str) -> tuple[float, float]:

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from wantrain.data.shards import expand_shard_spec, is_remote, read_shard
+from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.skips import SkipCounter
 from wantrain.errors import WantrainError
+from wantrain.io.tar import read_samples
 
 
 def count_samples(urls: list[str]) -> int:
     """Samples (distinct keys) in local tar shards, reading headers only."""
     counter = SkipCounter(max_pending=None)
-    return sum(1 for url in urls for _ in read_shard(url, lambda ext: False, counter))
+    return sum(1 for url in urls for _ in read_samples(url, lambda ext: False, counter.add))
 
 
 def check_validation_split(datamodule: Any, world_size: int) -> None:

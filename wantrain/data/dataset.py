@@ -12,23 +12,22 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from wantrain.data.collate import collate_samples
 from wantrain.data.samples import SampleDecoder
-from wantrain.data.shards import assign_shards, read_shard, shard_order
+from wantrain.data.shards import assign_shards, shard_order
 from wantrain.data.skips import SkipCounter, SkipError
+from wantrain.io.tar import read_samples
+from wantrain.ranks import dist_rank
 
 POSITION_KEY = "__position__"  # (worker, epoch, next raw position), added to batches for ShardLoader
+
+
+def _ignore(reason: str, detail: str) -> None:
+    """A shard error another (rank, worker) reading the same shard counts."""
 
 
 def make_seed(*parts: int) -> int:
     """A 63-bit seed mixing `parts` (seed, rank, worker, epoch) with no collisions between neighbours."""
     digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
-
-
-def dist_info() -> tuple[int, int]:
-    """(rank, world_size) of torch.distributed, (0, 1) outside it."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
 
 
 def _buffer_shuffle(samples: Iterator[dict], size: int, rng: random.Random) -> Iterator[dict]:
@@ -87,7 +86,7 @@ class VideoShardDataset(IterableDataset):
 
     def where(self) -> tuple[int, int]:
         """(rank, world_size) this dataset reads for."""
-        rank, world = (self.rank, self.world_size) if self.rank is not None else dist_info()
+        rank, world = (self.rank, self.world_size) if self.rank is not None else dist_rank()
         return rank, world or 1
 
     def _where(self) -> tuple[int, int, int, int, int]:
@@ -106,7 +105,9 @@ class VideoShardDataset(IterableDataset):
         order = shard_order(shards, rng, self.resampled) if self.train else iter(shards)
         for url in order:
             got = False
-            for sample in read_shard(url, self.decoder.wanted, counter, modulo, residue, residue == 0):
+            # shard-level errors are counted once per shard: by the reader of residue 0
+            on_error = counter.add if residue == 0 else _ignore
+            for sample in read_samples(url, self.decoder.wanted, on_error, modulo, residue):
                 got = True
                 yield sample
             empty_in_a_row = 0 if got else empty_in_a_row + 1

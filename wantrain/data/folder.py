@@ -5,15 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tarfile
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
-from wantrain.data.synthetic import add_tar_member
-from wantrain.data.video import VIDEO_EXTENSIONS, VideoDecodeError, open_video
+from wantrain.data.video import VideoDecodeError, open_video
+from wantrain.io.tar import VIDEO_EXTENSIONS, write_shard
 
 PROGRESS = "_progress.jsonl"
 
@@ -129,12 +127,7 @@ def write_shards_from_folder(
         name = None
         if pending:
             name = f"{prefix}-{next_index:05d}.tar"
-            tmp = out / f".{name}.tmp"
-            with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-                for key, members in pending:
-                    for ext, data in members.items():
-                        add_tar_member(tar, f"{key}.{ext}", data)
-            os.replace(tmp, out / name)
+            write_shard(out / name, ({"__key__": key, **members} for key, members in pending))
             summary.shards.append(name)
             next_index += 1
         if pending or pending_skip:
@@ -180,7 +173,3 @@ def write_shards_from_folder(
     flush()
     return summary
 
-
-def skip_counts(summary: FolderSummary) -> dict[str, int]:
-    """{reason: number of skipped sources}."""
-    return dict(Counter({r: len(p) for r, p in summary.skipped.items()}))

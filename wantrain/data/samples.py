@@ -12,9 +12,8 @@ import torch
 
 from wantrain.data.clips import as_size, cover_size, crop_box, frame_step, resize_crop, sample_window, scale_box, to_unit
 from wantrain.data.skips import SkipError
-from wantrain.data.video import VIDEO_EXTENSIONS, FramesOutOfRange, VideoDecodeError, open_video
-
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")
+from wantrain.data.video import FramesOutOfRange, VideoDecodeError, open_video
+from wantrain.io.tar import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
 
 @dataclass
@@ -52,22 +51,37 @@ class SampleDecoder:
 
     def __call__(self, raw: dict, rng: random.Random | None = None) -> dict:
         """Decode `raw`; `rng` picks a random window/crop (train), None centres them (val)."""
-        members = {k: v for k, v in raw.items() if not k.startswith("__")}
-        empty = [k for k, v in members.items() if len(v) == 0]
-        if empty:
-            raise SkipError("zero_size", f"zero-size member(s) {', '.join(sorted(empty))}")
-        video_ext = next((e for e in VIDEO_EXTENSIONS if e in members), None)
-        if video_ext is None:
-            raise SkipError("missing_video", f"no video member among {sorted(members)}")
+        members = self._members(raw)
         meta = self._json(members.get("json"))
         caption = self._caption(members.get("txt"), meta)
         out = {"key": raw["__key__"], "caption": caption}
         for name in self.embeddings:
             out[name] = self._embedding(name, members.get(f"{name}.npy"))
-        video, box, src = self._video(members[video_ext], rng)
-        out["video"] = video  # (3, T, H, W)
-        out["image"] = self._image(members, box, src) if self.image_from == "jpg" else video[:, 0].clone()
+        out["video"], out["image"] = self._clip(members, rng)  # (3, T, H, W), (3, H, W)
         return out
+
+    def conditioning_image(self, raw: dict) -> torch.Tensor:
+        """(3, H, W) in [-1, 1]: the conditioning image of `raw` exactly as a validation batch holds it (centred
+        window and crop; KEY.jpg with image_from="jpg"). Needs no caption. Raises SkipError."""
+        return self._clip(self._members(raw), None)[1]
+
+    @staticmethod
+    def _members(raw: dict) -> dict:
+        """The member bytes of `raw` (no `__` entries), checked for empty members and a video."""
+        members = {k: v for k, v in raw.items() if not k.startswith("__")}
+        empty = [k for k, v in members.items() if len(v) == 0]
+        if empty:
+            raise SkipError("zero_size", f"zero-size member(s) {', '.join(sorted(empty))}")
+        if not any(e in members for e in VIDEO_EXTENSIONS):
+            raise SkipError("missing_video", f"no video member among {sorted(members)}")
+        return members
+
+    def _clip(self, members: dict, rng: random.Random | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The video window (3, T, H, W) and its conditioning image (3, H, W)."""
+        video_ext = next(e for e in VIDEO_EXTENSIONS if e in members)
+        video, box, src = self._video(members[video_ext], rng)
+        image = self._image(members, box, src) if self.image_from == "jpg" else video[:, 0].clone()
+        return video, image
 
     @staticmethod
     def _json(data: bytes | None) -> dict:

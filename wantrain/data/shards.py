@@ -1,4 +1,4 @@
-"""Shard specs as users write them, reading tar shards into raw samples, and splitting shards over ranks/workers."""
+"""Shard specs as users write them, and splitting shards over ranks/workers (reading them: wantrain.io.tar)."""
 
 from __future__ import annotations
 
@@ -6,18 +6,13 @@ import glob
 import os
 import random
 import re
-import tarfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import braceexpand
-import webdataset as wds
-
-from wantrain.data.skips import SkipCounter
 
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "sftp://", "scp://", "ftps://")
 LIST_SUFFIXES = (".txt", ".list", ".shards", ".urls")
-_KEY_EXT = re.compile(r"^((?:.*/)?[^/.]+)\.([^/]*)$")
 
 
 def is_remote(url: str) -> bool:
@@ -110,65 +105,6 @@ def assign_shards(
     else:
         residue, modulo = residue + modulo * worker, modulo * num_workers
     return shards, modulo, residue
-
-
-def split_key(name: str) -> tuple[str, str] | None:
-    """Split a tar member name into (key, extension) the way webdataset does (first dot of the basename)."""
-    m = _KEY_EXT.match(name)
-    return (m.group(1), m.group(2).lower()) if m else None
-
-
-def read_shard(
-    url: str,
-    wanted: Callable[[str], bool],
-    counter: SkipCounter,
-    modulo: int = 1,
-    residue: int = 0,
-    count_shard_errors: bool = True,
-) -> Iterator[dict]:
-    """Raw samples `{"__key__", "__url__", ext: bytes}` of one shard, only members whose extension is `wanted`.
-
-    A truncated or unreadable shard ends the shard: the partial sample is dropped and the shard is counted
-    once (truncated_tar / unreadable_shard). Nothing is unpickled or decoded here.
-    """
-    try:
-        stream = wds.gopen(url, "rb")
-    except (OSError, ValueError) as exc:
-        if count_shard_errors:
-            counter.add("unreadable_shard", f"{url}: {exc}")
-        return
-    current: dict | None = None
-    position = -1
-    started = False
-    try:
-        with tarfile.open(fileobj=stream, mode="r|*") as tar:
-            started = True
-            for member in tar:
-                if not member.isfile():
-                    continue
-                parts = split_key(member.name)
-                if parts is None or os.path.basename(parts[0]).startswith(("_", ".")):
-                    continue
-                key, ext = parts
-                if current is None or current["__key__"] != key:
-                    if current is not None and position % modulo == residue:
-                        yield current
-                    position += 1
-                    current = {"__key__": key, "__url__": url}
-                if position % modulo == residue and wanted(ext):
-                    f = tar.extractfile(member)
-                    current[ext] = f.read() if f is not None else b""
-        if current is not None and position % modulo == residue:
-            yield current
-    except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        if count_shard_errors:
-            reason = "truncated_tar" if started else "unreadable_shard"
-            counter.add(reason, f"{url}: {exc}")
-    finally:
-        try:
-            stream.close()
-        except Exception:  # noqa: BLE001 - a failing pipe: command reports on close; already counted or harmless
-            pass
 
 
 def shard_order(shards: list[str], rng: random.Random, resampled: bool) -> Iterator[str]:

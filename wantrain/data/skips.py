@@ -90,9 +90,3 @@ class SkipCounter:
         self.pending.clear()
         return out
 
-
-def merge_skips(total: dict[str, int], new: dict[str, int]) -> dict[str, int]:
-    """Add the counts of `new` into `total` (in place) and return it."""
-    for reason, count in new.items():
-        total[reason] = total.get(reason, 0) + int(count)
-    return total

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import itertools
 import json
 import math
 import os
 import shutil
-import tarfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from wantrain.io.mp4 import encode_mp4
+from wantrain.io.tar import write_shard
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond")
 COLOURS: dict[str, tuple[int, int, int]] = {
@@ -142,39 +143,6 @@ def render_clip(spec: ClipSpec, seed: int, index: int, num_frames: int = 32, siz
     return frames
 
 
-def encode_mp4(frames: np.ndarray, fps: int = 8, gop: int = 8, crf: int = 20) -> bytes:
-    """Encode (T, H, W, 3) uint8 frames as H.264 (yuv420p) mp4 bytes, deterministically (one thread)."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.height, stream.width = frames.shape[1], frames.shape[2]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {
-            "crf": str(crf),
-            "preset": "veryfast",
-            "threads": "1",
-            # asm=0: x264's SIMD lookahead reads uninitialised padding, which made outputs differ run to run
-            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:asm=0",
-        }
-        for frame in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return buf.getvalue()
-
-
-def add_tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    """Add `data` as `name` with fixed metadata (so identical inputs give identical tar bytes)."""
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
 def synthetic_sample(seed: int, index: int, num_frames: int, size: int, fps: int, gop: int) -> dict[str, bytes]:
     """One sample's members {"mp4", "txt", "json"} in the video2dataset layout."""
     spec = clip_spec(seed, index)
@@ -195,11 +163,7 @@ def synthetic_sample(seed: int, index: int, num_frames: int, size: int, fps: int
 
 
 def _write_shard(path: Path, seed: int, indices: range, **clip_args: int) -> None:
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for index in indices:
-            key = f"{index:09d}"
-            for ext, data in synthetic_sample(seed, index, **clip_args).items():
-                add_tar_member(tar, f"{key}.{ext}", data)
+    write_shard(path, ({"__key__": f"{index:09d}", **synthetic_sample(seed, index, **clip_args)} for index in indices))
 
 
 def write_synthetic_dataset(

@@ -9,8 +9,6 @@ from typing import Protocol
 
 import numpy as np
 
-VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "webm", "mkv", "avi", "gif", "mov")
-
 
 class VideoDecodeError(Exception):
     """The bytes are not a decodable video."""

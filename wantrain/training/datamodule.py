@@ -8,10 +8,11 @@ from collections.abc import Sequence
 
 import pytorch_lightning as pl
 
-from wantrain.data.dataset import ShardLoader, VideoShardDataset, dist_info
+from wantrain.data.dataset import ShardLoader, VideoShardDataset
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.synthetic import write_synthetic_dataset
+from wantrain.ranks import dist_rank
 
 
 class VideoShardDataModule(pl.LightningDataModule):
@@ -61,7 +62,6 @@ class VideoShardDataModule(pl.LightningDataModule):
         )
         self.decoder_args = decoder_args
         SampleDecoder(**decoder_args)  # validate arguments now
-        self.skip_totals: dict[str, int] = {}  # filled by SkippedSamplesMonitor (global counts per reason)
 
     # -- shards -----------------------------------------------------------------------------------
     def _missing(self) -> bool:
@@ -93,7 +93,7 @@ class VideoShardDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
             return trainer.global_rank, trainer.world_size
-        return dist_info()
+        return dist_rank()
 
     def _loader(self, spec, name: str, train: bool) -> ShardLoader:
         rank, world = self._rank()

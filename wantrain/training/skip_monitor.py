@@ -56,8 +56,6 @@ class SkippedSamplesMonitor(pl.Callback):
         metrics = {f"data/skipped_{r}": float(c) for r, c in zip(SKIP_REASONS, skipped.tolist()) if c}
         metrics["data/skipped_fraction"] = fraction
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, logger=True, sync_dist=False)
-        if trainer.datamodule is not None and hasattr(trainer.datamodule, "skip_totals"):
-            trainer.datamodule.skip_totals = {r: int(c) for r, c in zip(SKIP_REASONS, skipped.tolist()) if c}
         ceiling = self._ceiling(trainer)
         if ceiling is not None and seen >= self.min_samples and fraction > ceiling:
             worst = ", ".join(f"{r}={int(c)}" for r, c in sorted(zip(SKIP_REASONS, skipped.tolist()), key=lambda x: -x[1]) if c)
