@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from wantrain.data.shards import expand_shard_spec
 from wantrain.data.samples import SampleDecoder
+from wantrain.data.shards import expand_shard_spec
 from wantrain.encoders.cache import encode_shards
+from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
-from wantrain.training.frozen_encoders import FrozenEncoders
+from wantrain.ranks import pick_device, process_rank
 
 
 def shards_to_encode(cfg: DictConfig) -> list[str]:
@@ -25,35 +26,19 @@ def shards_to_encode(cfg: DictConfig) -> list[str]:
     return [url for spec in specs for url in expand_shard_spec(spec)]
 
 
-class ValidationFrame:
+def validation_frames(data: DictConfig) -> Callable[[dict], torch.Tensor]:
     """The conditioning frame exactly as validation batches see it (centred window and crop), so cached image
     embeddings equal live ones on validation data; training windows start elsewhere, as with any cache."""
-
-    def __init__(self, data: DictConfig) -> None:
-        self.decoder = SampleDecoder(
-            num_frames=data.num_frames, resolution=data.resolution, frame_stride=data.get("frame_stride", 1),
-            fps=data.get("fps"), loop_short_clips=data.get("loop_short_clips", False),
-            backend=data.get("decode_backend", "pyav"), image_from=data.get("image_from", "frame"),
-        )
-
-    def __call__(self, sample: dict[str, bytes]) -> torch.Tensor:
-        """(3, H, W) in [-1, 1] for one raw sample (extension -> bytes, plus `__key__`)."""
-        return self.decoder(sample)["image"]
-
-
-def pick_device(setting: str) -> torch.device:
-    """`auto`: this rank's GPU when there is one, else the CPU."""
-    if setting != "auto":
-        return torch.device(setting)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    return torch.device("cpu")
+    return SampleDecoder(
+        num_frames=data.num_frames, resolution=data.resolution, frame_stride=data.get("frame_stride", 1),
+        fps=data.get("fps"), loop_short_clips=data.get("loop_short_clips", False),
+        backend=data.get("decode_backend", "pyav"), image_from=data.get("image_from", "frame"),
+    ).conditioning_image
 
 
 def run(cfg: DictConfig, action: str | None = None) -> None:
     """Encode this rank's share of the shards (ranks from torchrun/srun: RANK/WORLD_SIZE or SLURM_PROCID/NTASKS)."""
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
-    world_size = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+    rank, world_size = process_rank()
     shards = shards_to_encode(cfg)
     encoders = FrozenEncoders(instantiate(cfg.model.text_encoder), instantiate(cfg.model.image_encoder),
                               build_tiny=cfg.model.get("build_tiny_encoders", False))
@@ -63,7 +48,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     text_encoder, image_encoder = encoders.text.to(device), encoders.image.to(device)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = encode_shards(shards, out, text_encoder, image_encoder, ValidationFrame(cfg.data),
+    rows = encode_shards(shards, out, text_encoder, image_encoder, validation_frames(cfg.data),
                          batch_size=cfg.batch_size, rank=rank, world_size=world_size)
     (out / f"encode-report-rank{rank}.json").write_text(json.dumps(rows, indent=1))
     failed = [row for row in rows if row["status"] == "error"]

@@ -113,8 +113,7 @@ class ShardWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}"
         self._file = open(self.tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._tar = wds.TarWriter(self._file, encoder=False, user="", group="", mode=0o644, mtime=0,
-                                  format=tarfile.PAX_FORMAT)
+        self._tar = wds.TarWriter(self._file, encoder=False, user="", group="", mode=0o644, mtime=0)
         self.count = 0
 
     def write(self, sample: Mapping[str, bytes]) -> int:
@@ -132,8 +131,11 @@ class ShardWriter:
     def abort(self) -> None:
         """Drop the temporary file; `path` is left as it was."""
         try:
-            self._file.close()
+            self._tar.close()  # may fail again (e.g. a full disk): the file is dropped either way
+        except Exception:  # noqa: BLE001
+            pass
         finally:
+            self._file.close()
             self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> ShardWriter:

@@ -15,11 +15,14 @@ from wantrain.errors import WantrainError
 
 
 def _first_line(err: BaseException) -> str:
+    """The telling line of an error: torch's WeightsUnpickler detail when there is one, else the first line."""
     text = str(err).strip()
+    if "WeightsUnpickler error:" in text:
+        text = text.split("WeightsUnpickler error:", 1)[1].strip().split(" Please use")[0]
     return text.splitlines()[0][:160] if text else type(err).__name__
 
 
-def load_torch_file(path: str | os.PathLike, what: str = "weights", fix: str = "", mmap: bool = True) -> Any:
+def load_torch_file(path: str | os.PathLike, what: str = "weights file", fix: str = "", mmap: bool = True) -> Any:
     """`torch.load(path)` on the CPU with `weights_only=True` (mmap for zip-format files when `mmap`).
 
     `what` names the file in errors (a noun: "checkpoint", "I3D weights file"); `fix` says what to do instead.
@@ -31,6 +34,9 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights", fix: str = "
     try:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
+        if "Unsupported global" not in str(err):  # not a pickled object: the bytes are no torch file at all
+            raise WantrainError(f"{path} is not a readable {what} (not a torch file, or truncated: "
+                                f"{_first_line(err)}){tail}") from None
         raise WantrainError(f"{what} {path} holds pickled objects that are not tensors or plain containers; wantrain "
                             f"loads torch files with weights_only=True only ({_first_line(err)}){tail}") from None
     except (RuntimeError, OSError, EOFError, ValueError) as err:
@@ -38,7 +44,7 @@ def load_torch_file(path: str | os.PathLike, what: str = "weights", fix: str = "
                             f"{tail}") from None
 
 
-def load_safetensors(path: str | os.PathLike, what: str = "weights", fix: str = "") -> dict[str, torch.Tensor]:
+def load_safetensors(path: str | os.PathLike, what: str = "weights file", fix: str = "") -> dict[str, torch.Tensor]:
     """A .safetensors file -> state dict on the CPU."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -54,7 +60,7 @@ def load_safetensors(path: str | os.PathLike, what: str = "weights", fix: str = 
                             f"{_first_line(err)}){tail}") from None
 
 
-def load_state_dict(path: str | os.PathLike, what: str = "weights", fix: str = "") -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | os.PathLike, what: str = "weights file", fix: str = "") -> dict[str, torch.Tensor]:
     """A state dict from a .safetensors or torch file (unwrapping a top-level "state_dict" entry if there is one)."""
     if Path(path).suffix == ".safetensors":
         return load_safetensors(path, what, fix)
