@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from wantrain.errors import WantrainError
+from wantrain.io.weights import load_state_dict
 
 I3D_SIZE = 224
 I3D_MIN_FRAMES = 16
@@ -35,17 +36,8 @@ def build_i3d() -> nn.Module:
 def load_i3d(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     """I3D with weights from `path` (a torch state dict .pt/.pth or .safetensors), eval mode, on `device`."""
     path = Path(path)
-    if not path.is_file():
-        raise WantrainError(f"i3d_weights={path}: no such file (download i3d_pretrained_400.pt where there is internet)")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-        state = load_file(str(path))
-    else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as err:  # noqa: BLE001 - torch raises many types for bad files
-            raise WantrainError(f"i3d_weights={path} is not a readable torch file ({str(err).splitlines()[0][:120]})") from None
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = load_state_dict(path, "I3D weights file (i3d_weights)",
+                            fix="download i3d_pretrained_400.pt where there is internet and pass its path")
     net = build_i3d()
     try:
         net.load_state_dict(state, strict=True)

@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
+from wantrain.io.weights import load_torch_file
+
 VGG19_FILE = "vgg19-dcbb9e9d.pth"
 LPIPS_TRUNK_FILES = {"vgg": "vgg16-397923af.pth", "alex": "alexnet-owt-7be5be79.pth"}
 DEFAULT_LAYERS = {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0, "conv4_4": 1.0, "conv5_4": 1.0}
@@ -116,7 +118,7 @@ class VGGFeatureLoss(_FrozenMixin):
         features = make_layers(cfgs["E"], batch_norm=False)  # same indices as torchvision vgg19().features
         path = Path(weights_path) if weights_path else hub_checkpoint(VGG19_FILE)
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = load_torch_file(path, "VGG19 weights file")
             state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
             features.load_state_dict(state, strict=True)
         elif not allow_random_weights:
@@ -173,7 +175,7 @@ class LPIPSLoss(_FrozenMixin):
             warnings.simplefilter("ignore")  # torchvision's "pretrained is deprecated"
             self.lpips = lpips.LPIPS(net=net, pnet_rand=True, verbose=False)  # linear heads ship with lpips
         if path.is_file():
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            state = load_torch_file(path, f"LPIPS {net} trunk weights file")
             for slice_ in (getattr(self.lpips.net, f"slice{i}") for i in range(1, self.lpips.net.N_slices + 1)):
                 for idx, module in slice_.named_children():  # lpips names trunk layers by their features index
                     if isinstance(module, nn.Conv2d):

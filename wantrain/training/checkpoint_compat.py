@@ -3,31 +3,18 @@ key-by-key traceback): the same stage (LightningModule class) and the same archi
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from wantrain.errors import WantrainError
+from wantrain.io.weights import load_torch_file
 
 STAGE_NAMES = {
     "VideoDiffusionModule": "the video diffusion stage (+experiment=i2v_tiny / i2v_64)",
     "UpsamplerModule": "an upsampler stage (+experiment=sr_tiny / sr_stage1-4)",
 }
-
-
-def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's contents, memory-mapped and with `weights_only=True` (nothing is unpickled)."""
-    try:
-        return torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise WantrainError(f"checkpoint {path} holds pickled objects that are not tensors or plain containers; "
-                            "wantrain only loads weights_only checkpoints") from err
-    except (RuntimeError, OSError, EOFError, ValueError) as err:
-        raise WantrainError(f"checkpoint {path} is not a readable torch checkpoint ({str(err).splitlines()[0][:160]}); "
-                            "pass a .ckpt written by wantrain fit, or ckpt_path=auto") from err
 
 
 def _stage_of(checkpoint: dict[str, Any]) -> str | None:
@@ -38,7 +25,7 @@ def _stage_of(checkpoint: dict[str, Any]) -> str | None:
 
 def check_checkpoint_fits(path: str | Path, model: nn.Module) -> None:
     """Raise WantrainError (one line) when the checkpoint at `path` was written by another stage or architecture."""
-    checkpoint = read_checkpoint(path)
+    checkpoint = load_torch_file(path, "checkpoint", fix="pass a .ckpt written by wantrain fit, or ckpt_path=auto")
     state = checkpoint.get("state_dict")
     if not isinstance(state, dict):
         raise WantrainError(f"checkpoint {path} has no state_dict: it is not a Lightning checkpoint "

@@ -11,9 +11,8 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import torch
-
 from wantrain.errors import WantrainError
+from wantrain.io.weights import load_torch_file
 
 
 HPC_PATTERN = "hpc_ckpt_*.ckpt"  # Lightning's name for the checkpoint saved on the SLURM requeue signal
@@ -33,8 +32,8 @@ def checkpoint_candidates(run_dir: Path) -> list[Path]:
 def checkpoint_step(path: Path) -> int | None:
     """The global step stored in a Lightning checkpoint, read without loading the tensors into memory."""
     try:
-        state = torch.load(path, map_location="cpu", mmap=True, weights_only=True)
-    except Exception as err:  # an unreadable file is reported by Lightning when it loads it
+        state = load_torch_file(path, "checkpoint")
+    except WantrainError as err:  # an unreadable file is reported by Lightning when it loads it
         warnings.warn(f"could not read the step of {path}: {err}", stacklevel=2)
         return None
     return int(state.get("global_step", 0))
