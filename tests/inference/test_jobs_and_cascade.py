@@ -9,7 +9,7 @@ import torch
 
 from wantrain.errors import WantrainError
 from wantrain.inference.cascade import SRStage, check_chain, stages_for_size
-from wantrain.inference.jobs import my_share, rank_and_world, read_jobs
+from wantrain.inference.jobs import my_share, read_jobs
 from wantrain.nets.upsampler import UpsampleStage
 
 
@@ -37,19 +37,11 @@ def test_bad_prompts_files_fail_in_one_line(tmp_path, text, suffix, expected):
         read_jobs(path, 0, tmp_path)
 
 
-def test_ranks_split_the_rows_without_overlap(tmp_path, monkeypatch):
+def test_ranks_split_the_rows_without_overlap(tmp_path):
     (tmp_path / "p.csv").write_text("image,prompt\n" + "".join(f"{i}.png,p{i}\n" for i in range(7)))
     jobs = read_jobs(tmp_path / "p.csv", 0, tmp_path)
     shares = [my_share(jobs, r, 3) for r in range(3)]
     assert sorted(j.index for s in shares for j in s) == list(range(7)) and [len(s) for s in shares] == [3, 2, 2]
-    monkeypatch.setenv("SLURM_PROCID", "2")
-    monkeypatch.setenv("SLURM_NTASKS", "4")
-    monkeypatch.delenv("RANK", raising=False)
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert rank_and_world() == (2, 4)
-    monkeypatch.setenv("RANK", "1")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert rank_and_world() == (1, 2)  # torchrun's variables win
 
 
 def stage(lr: int) -> SRStage:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,13 +59,6 @@ def read_jobs(path: str | Path, seed: int, out_dir: str | Path) -> list[Job]:
     if not jobs:
         raise WantrainError(f"prompts={path} has no rows")
     return jobs
-
-
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the number of processes (torchrun: RANK/WORLD_SIZE; srun: SLURM_PROCID/NTASKS)."""
-    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
-    world = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
-    return rank, world
 
 
 def my_share(jobs: list[Job], rank: int, world: int) -> list[Job]:

@@ -1,4 +1,4 @@
-"""Inputs and outputs of sampling: the conditioning image, mp4 files (PyAV), PNG frame grids."""
+"""Inputs and outputs of sampling: the conditioning image, PNG frame grids (mp4 files: wantrain.io.mp4)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from wantrain.data.clips import crop_box, resize_crop
-from wantrain.data.synthetic import encode_mp4
 from wantrain.errors import WantrainError
+from wantrain.io.mp4 import to_uint8
 
 
 def read_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
@@ -28,19 +28,6 @@ def read_image(path: str | Path, size: tuple[int, int]) -> torch.Tensor:
         raise WantrainError(f"image {path} cannot be read as an image ({str(err).splitlines()[0][:120]})") from None
     box = crop_box(pixels.shape[0], pixels.shape[1], tuple(size))
     return resize_crop(pixels[None], tuple(size), box)[:, 0]
-
-
-def to_uint8(video: torch.Tensor) -> np.ndarray:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu().numpy()
-
-
-def write_mp4(video: torch.Tensor, path: str | Path, fps: int = 8, crf: int = 18) -> Path:
-    """Write one clip (3, T, H, W) in [-1, 1] as H.264 mp4 (even sizes; yuv420p)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode_mp4(to_uint8(video), fps=int(fps), crf=int(crf)))
-    return path
 
 
 def write_grid(video: torch.Tensor, path: str | Path, cols: int | None = None) -> Path:
