@@ -1,4 +1,5 @@
-"""UpsampleStage / CascadedUpsampler: shapes, global residual, architecture rules, conditioning, training."""
+"""UpsampleStage: shapes, global residual, architecture rules, conditioning, config round trip, training.
+(Running stages in a cascade: tests/inference/test_jobs_and_cascade.py.)"""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from wantrain.data.degrade import downsample
-from wantrain.nets.upsampler import CascadedUpsampler, UpsampleStage
+from wantrain.inference.checkpoints import build
+from wantrain.nets.upsampler import UpsampleStage, noise_level_features
 
 
 def _bilinear(x: torch.Tensor) -> torch.Tensor:
@@ -53,13 +55,28 @@ def test_fresh_stage_is_exactly_bilinear_and_learns_a_residual() -> None:
 
 def test_no_batchnorm_no_transposed_conv_and_named_parts() -> None:
     for mode in ("nearest", "pixelshuffle"):
-        casc = CascadedUpsampler(stage_kwargs=dict(channels=8, num_blocks=2, upsample=mode, noise_conditioning=True))
-        kinds = {type(m) for m in casc.modules()}
+        stage = UpsampleStage(channels=8, num_blocks=2, upsample=mode, noise_conditioning=True)
+        kinds = {type(m) for m in stage.modules()}
         forbidden = (nn.modules.batchnorm._BatchNorm, nn.modules.conv._ConvTransposeNd, nn.GroupNorm, nn.LayerNorm)
         assert not [k for k in kinds if issubclass(k, forbidden)]
-    names = dict(casc.named_modules())
-    assert "upsampler_module.3.detail_enhancer" in names
-    assert casc.sizes == [64, 128, 256, 512, 1024]
+    assert "detail_enhancer" in dict(stage.named_modules())
+
+
+def test_config_node_rebuilds_the_same_network() -> None:
+    stage = UpsampleStage(channels=8, num_blocks=1, upsample="pixelshuffle", noise_conditioning=True, emb_dim=16)
+    rebuilt = build(stage.config_node())  # what an export's config.json holds
+    assert type(rebuilt) is UpsampleStage and rebuilt.config == stage.config
+    rebuilt.load_state_dict(stage.state_dict(), strict=True)
+
+
+def test_noise_level_features_match_the_trained_embedding() -> None:
+    """The shared `sinusoidal_embedding` (cos first) gives the features stages were trained with (sin first)."""
+    level = torch.rand(32)
+    for dim in (16, 64, 128):
+        half = dim // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32) / half)
+        args = level.float()[:, None] * 1000.0 * freqs[None]
+        assert torch.equal(noise_level_features(level, dim), torch.cat([torch.sin(args), torch.cos(args)], dim=1))
 
 
 def test_temporal_mixing_links_neighbouring_frames_only_within_receptive_field() -> None:
@@ -99,34 +116,6 @@ def test_gradient_checkpointing_matches() -> None:
     lb.backward()
     assert torch.allclose(la, lb)
     assert torch.allclose(a.conv_in.weight.grad, b.conv_in.weight.grad, atol=1e-6)
-
-
-def test_cascade_runs_trained_stages_in_order(tmp_path) -> None:
-    from safetensors.torch import save_file
-
-    torch.manual_seed(0)
-    casc = CascadedUpsampler(base_size=8, num_stages=3, stage_kwargs=dict(channels=8, num_blocks=1))
-    x = torch.rand(1, 3, 2, 8, 8) * 2 - 1
-    assert casc(x).shape == (1, 3, 2, 64, 64)  # nothing trained: all stages (bilinear)
-    trained = UpsampleStage(channels=8, num_blocks=1)
-    _randomize(trained)
-    save_file(trained.state_dict(), str(tmp_path / "s0.safetensors"))
-    torch.save({"state_dict": {f"g_ema.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "s1.ckpt")
-    casc.load_stage(0, tmp_path / "s0.safetensors")
-    assert casc(x).shape == (1, 3, 2, 16, 16)  # only the trained prefix
-    assert torch.allclose(casc(x), trained(x))
-    casc.load_stage(1, tmp_path / "s1.ckpt", prefix="g_ema.")
-    assert torch.allclose(casc(x), trained(trained(x)), atol=1e-6)
-    assert casc(x, upto=3).shape == (1, 3, 2, 64, 64)
-    with pytest.raises(FileNotFoundError, match="not found"):
-        casc.load_stage(2, tmp_path / "missing.pt")
-    tiled = CascadedUpsampler(base_size=8, num_stages=2, stage_kwargs=dict(channels=8, num_blocks=1),
-                              tile=[None, 12], overlap=8)
-    tiled.load_state_dict(casc.state_dict(), strict=False)
-    tiled.upsampler_module[0].load_state_dict(trained.state_dict())
-    tiled.upsampler_module[1].load_state_dict(trained.state_dict())
-    with torch.no_grad():
-        assert (tiled(x, upto=2) - trained(trained(x))).abs().max() < 2e-3
 
 
 def texture_clip(gen: torch.Generator, n: int, size: int, frames: int = 4, waves: int = 6) -> torch.Tensor:

@@ -11,7 +11,8 @@ import torch
 from hydra.utils import instantiate
 
 from wantrain.commands.instantiate import build_trainer
-from wantrain.nets.upsampler import CascadedUpsampler
+from wantrain.inference.cascade import SRStage
+from wantrain.inference.checkpoints import read_saved
 
 SR_EXPERIMENTS = ["sr_tiny", "sr_stage1", "sr_stage2", "sr_stage3", "sr_stage4"]
 
@@ -23,14 +24,14 @@ def tiny_overrides(name: str, data_dir: Path) -> list[str]:
               "model.generator.num_blocks=1", "model.discriminator.channels=8"]
     if name == "sr_tiny":
         return [*common, "data.resolution=32", "model.crop_size=16"]
-    stage = int(name[-1]) - 1
+    stage = int(name[-1])  # sr_stageN is cascade stage N
     out = [*common, f"data.train_shards='{data_dir}/synthetic/train-{{00000..00007}}.tar'",
            f"data.val_shards={data_dir}/synthetic/val-00000.tar", "data.resolution=32",
-           f"model.base_size={16 // 2 ** stage}",  # LR of this stage = 16, HR = 32
+           f"model.base_size={16 // 2 ** (stage - 1)}",  # LR of this stage = 16, HR = 32
            "trainer=cpu", "trainer.strategy=auto", "trainer.precision=32-true", "model.generator.emb_dim=16"]
-    if stage >= 2:
+    if stage >= 3:
         out.append("model.crop_size=16")
-    if stage == 3:
+    if stage == 4:
         out += ["model.validation.tile=8", "model.validation.tile_overlap=4"]
     return out
 
@@ -52,7 +53,8 @@ def test_one_batch_fits_for_every_sr_experiment(compose, name, data_dir, torch_h
                   root=tmp_path)
     if name != "sr_tiny":  # real stages load VGG19 from $TORCH_HOME, never random trunks
         assert cfg.model.content_loss.allow_random_weights is False
-        assert cfg.model.base_size == 16 // 2 ** cfg.model.stage
+        assert cfg.model.stage == int(name[-1])  # +experiment=sr_stageN is stage N
+        assert cfg.model.base_size * 2 ** (cfg.model.stage - 1) == 16
     model, trainer = fit(cfg)
     assert trainer.global_step == 1 and model.batches == 1  # one batch == one counted step
     assert model.d_steps == 1  # warm-up 0: the GAN phase ran, D took its (uncounted) step
@@ -84,13 +86,15 @@ def test_bf16_mixed_hinge_r1_patch3d_lpips(compose, data_dir, tmp_path):
         assert torch.isfinite(trainer.callback_metrics[key]), key
     run_dir = Path(cfg.run_dir)
     assert sorted(p.name for p in (run_dir / "samples").glob("*.mp4")), "no side-by-side video written"
-    exported = run_dir / "export" / "upsampler_stage0.safetensors"
-    cascade = CascadedUpsampler(stages=[instantiate(cfg.model.generator)], base_size=16)
-    cascade.load_stage(0, exported)  # strict: the export is exactly an UpsampleStage state dict (EMA weights)
+    assert sorted(p.name for p in (run_dir / "samples").glob("*.mp4"))[0].startswith("sr_stage1_step")
+    exported = run_dir / "export" / "sr_stage1"  # the one export format: config.json + model.safetensors
+    assert sorted(p.name for p in exported.iterdir()) == ["config.json", "model.safetensors"]
+    stage = SRStage.from_saved(read_saved(exported))  # strict: exactly the UpsampleStage state dict (EMA weights)
+    assert (stage.name, stage.lr_size) == ("sr_stage1", (16, 16))
     lr = torch.rand(1, 3, 2, 16, 16) * 2 - 1
     with torch.no_grad():
-        assert torch.allclose(cascade(lr), model.ema.module(lr), atol=1e-6)
-        assert not torch.allclose(cascade(lr), model.generator(lr), atol=1e-6)  # EMA, not the live G
+        assert torch.equal(stage(lr), model.upsample(lr))  # validation in fit and `sample` share one path
+        assert not torch.allclose(stage(lr), model.upsample(lr, use_ema=False), atol=1e-6)  # EMA, not the live G
 
 
 def _read_metrics(path: Path) -> list[dict[str, str]]:

@@ -11,15 +11,16 @@ from typing import Any, Iterator
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from wantrain.commands.encode import pick_device
 from wantrain.errors import WantrainError
 from wantrain.inference.base import BaseModel
 from wantrain.inference.cascade import SRStage
-from wantrain.inference.checkpoints import read_stage
+from wantrain.inference.checkpoints import read_saved
 from wantrain.inference.export import export_pipeline
-from wantrain.inference.jobs import Job, my_share, rank_and_world, read_jobs
-from wantrain.inference.media import read_image, write_grid, write_mp4
+from wantrain.inference.jobs import Job, my_share, read_jobs
+from wantrain.inference.media import read_image, write_grid
 from wantrain.inference.pipeline import ImageToVideoPipeline, load_pipeline
+from wantrain.io.mp4 import write_mp4
+from wantrain.ranks import pick_device, process_rank
 
 
 def _list(value: Any) -> list[str] | None:
@@ -39,13 +40,15 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
 
 
 def export(cfg: DictConfig) -> Path:
-    """Check that the stages load and chain, then write them to `cfg.export` (safetensors + config.json)."""
-    base = read_stage(cfg.base_ckpt, "base_ckpt", cfg.use_ema)
-    srs = [read_stage(p, "sr_ckpts", cfg.use_ema) for p in _list(cfg.sr_ckpts) or []]
-    ImageToVideoPipeline(BaseModel.from_stage(base, load_encoders=False), [SRStage.from_stage(s) for s in srs],
+    """Check that the models load and chain, then write them to `cfg.export` (base/, sr_stageN/: config.json +
+    model.safetensors each)."""
+    base = read_saved(cfg.base_ckpt, "base_ckpt", cfg.use_ema)
+    srs = [read_saved(p, "sr_ckpts", cfg.use_ema) for p in _list(cfg.sr_ckpts) or []]
+    ImageToVideoPipeline(BaseModel.from_saved(base, load_encoders=False), [SRStage.from_saved(s) for s in srs],
                          [s.source for s in srs], cfg.check_sizes)
     out = export_pipeline(base, srs, cfg.export)
-    print(f"exported {1 + len(srs)} stage(s) to {out} (load with wantrain.inference.load_exported('{out}'))")
+    print(f"exported the base model and {len(srs)} upsampler stage(s) to {out} "
+          f"(load with wantrain.inference.load_exported('{out}'))")
     return out
 
 
@@ -73,7 +76,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
         if not (cfg.image or cfg.prompts):
             return
     jobs = jobs_of(cfg)
-    rank, world = rank_and_world()
+    rank, world = process_rank()
     mine = my_share(jobs, rank, world)
     device = pick_device(cfg.device)
     pipe = load_pipeline(cfg.base_ckpt, _list(cfg.sr_ckpts), cfg.use_ema, cfg.text_encoder, cfg.image_encoder,

@@ -11,21 +11,21 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from wantrain.commands.encode import pick_device
 from wantrain.errors import WantrainError
 from wantrain.evaluation.report import print_metrics, write_json
-from wantrain.inference.checkpoints import DIFFUSION, StageFile, read_stage
+from wantrain.inference.checkpoints import DIFFUSION, SavedModel, read_saved
+from wantrain.ranks import pick_device
 
 DATAMODULE = "wantrain.training.datamodule.VideoShardDataModule"
 
 
-def data_config(stage: StageFile, overrides: DictConfig) -> dict[str, Any]:
+def data_config(saved: SavedModel, overrides: DictConfig) -> dict[str, Any]:
     """The checkpoint's data config (no synthetic generation) with the non-null `data.*` keys of the command line."""
-    if stage.run is not None:
-        data = copy.deepcopy(dict(stage.run.get("data") or {}))
-    else:  # an exported stage: only its clip size is known
-        data = {"_target_": DATAMODULE, "num_frames": stage.config.get("num_frames", 16),
-                "resolution": stage.config.get("resolution", 64), "train_shards": None, "val_shards": None}
+    if saved.run is not None:
+        data = copy.deepcopy(dict(saved.run.get("data") or {}))
+    else:  # an exported model: only its clip size is known
+        data = {"_target_": DATAMODULE, "num_frames": saved.config.get("num_frames", 16),
+                "resolution": saved.config.get("resolution", 64), "train_shards": None, "val_shards": None}
     data.pop("synthetic", None)
     data.update({k: v for k, v in OmegaConf.to_container(overrides, resolve=True).items() if v is not None})
     if not data.get("test_shards") and not data.get("val_shards"):
@@ -34,7 +34,7 @@ def data_config(stage: StageFile, overrides: DictConfig) -> dict[str, Any]:
     return data
 
 
-def test_diffusion(cfg: DictConfig, stage: StageFile, data: dict[str, Any]) -> dict[str, Any]:
+def test_diffusion(cfg: DictConfig, saved: SavedModel, data: dict[str, Any]) -> dict[str, Any]:
     """Loss per timestep bucket, first-frame PSNR, temporal consistency (+ FVD) in plain PyTorch."""
     from wantrain.evaluation.diffusion import evaluate_diffusion
     from wantrain.evaluation.fvd import load_i3d
@@ -42,7 +42,7 @@ def test_diffusion(cfg: DictConfig, stage: StageFile, data: dict[str, Any]) -> d
 
     d = cfg.diffusion
     device = pick_device(cfg.device)
-    model = BaseModel.from_stage(stage, d.text_encoder, d.image_encoder).to(device)
+    model = BaseModel.from_saved(saved, d.text_encoder, d.image_encoder).to(device)
     i3d = load_i3d(d.i3d_weights, device) if d.i3d_weights else None
     settings = model.settings(sampler=d.sampler, num_steps=d.steps, text_scale=d.text_scale,
                               image_scale=d.image_scale, eta=d.eta)
@@ -52,15 +52,15 @@ def test_diffusion(cfg: DictConfig, stage: StageFile, data: dict[str, Any]) -> d
     return {"metrics": metrics, "settings": settings}
 
 
-def test_upsampler(cfg: DictConfig, stage: StageFile, data: dict[str, Any]) -> dict[str, Any]:
+def test_upsampler(cfg: DictConfig, saved: SavedModel, data: dict[str, Any]) -> dict[str, Any]:
     """PSNR/SSIM (RGB and Y), temporal error (+ LPIPS, tLP) of the stage and of bicubic, via Lightning's test loop."""
     import pytorch_lightning as pl
 
     from wantrain.commands.launch import auto_precision
 
-    if stage.run is None:
-        raise WantrainError(f"{stage.source}: testing an upsampler stage needs its .ckpt (with the run config)")
-    node = copy.deepcopy(stage.run["model"])
+    if saved.run is None:
+        raise WantrainError(f"{saved.source}: testing an upsampler stage needs its .ckpt (with the run config)")
+    node = copy.deepcopy(saved.run["model"])
     node["content_loss"] = {"_target_": "torch.nn.Identity"}  # not used by the test step; needs no VGG weights
     node["export_dir"] = None
     u = cfg.upsampler
@@ -68,7 +68,7 @@ def test_upsampler(cfg: DictConfig, stage: StageFile, data: dict[str, Any]) -> d
                           if isinstance(u.lpips, DictConfig) else u.lpips, "tile": u.tile, "crop_size": u.crop_size}
     module = instantiate(node)
     for net in (module.generator, module.ema.module):  # the chosen weights (EMA or raw) in both
-        net.load_state_dict(stage.weights["generator"], strict=True)
+        net.load_state_dict(saved.state, strict=True)
     accelerator = "cpu" if str(cfg.device) == "cpu" else "auto"
     trainer = pl.Trainer(accelerator=accelerator, devices=1, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, default_root_dir=cfg.run_dir,
@@ -82,15 +82,18 @@ def test_upsampler(cfg: DictConfig, stage: StageFile, data: dict[str, Any]) -> d
 def run(cfg: DictConfig, action: str | None = None) -> None:
     """Evaluate `cfg.ckpt`, print the table and write RUN_DIR/metrics.json (and `out` when set)."""
     torch.manual_seed(int(cfg.seed))
-    stage = read_stage(cfg.ckpt, "ckpt", bool(cfg.use_ema))
-    data = data_config(stage, cfg.data)
+    saved = read_saved(cfg.ckpt, "ckpt", bool(cfg.use_ema))
+    data = data_config(saved, cfg.data)
     start = time.time()
-    result = (test_diffusion if stage.kind == DIFFUSION else test_upsampler)(cfg, stage, data)
+    result = (test_diffusion if saved.kind == DIFFUSION else test_upsampler)(cfg, saved, data)
     shards = data.get("test_shards") or data.get("val_shards")
-    report = {"checkpoint": stage.source, "stage": stage.kind, "weights": stage.weights_kind,
-              "global_step": stage.config.get("source", {}).get("global_step"), "shards": shards,
+    what = f"upsampler sr_stage{saved.config['stage']}" if saved.kind != DIFFUSION else "diffusion model"
+    report = {"checkpoint": saved.source, "model": saved.kind, "weights": saved.weights_kind,
+              "global_step": saved.config.get("source", {}).get("global_step"), "shards": shards,
               "seconds": round(time.time() - start, 2), **result}
-    title = f"wantrain test: {stage.kind} stage, {stage.weights_kind} weights, {Path(stage.source).name}"
+    if saved.kind != DIFFUSION:
+        report["stage"] = int(saved.config["stage"])
+    title = f"wantrain test: {what}, {saved.weights_kind} weights, {Path(saved.source).name}"
     print_metrics(title, result["metrics"], result.get("baseline"))
     paths = [write_json(Path(cfg.run_dir) / "metrics.json", report)]
     if cfg.out:

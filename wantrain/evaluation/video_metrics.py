@@ -12,15 +12,20 @@ from __future__ import annotations
 import torch
 
 
-def psnr_per_clip(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB (B,) of images/clips (B, ...) in [-1, 1] (data range 2); capped at 100 dB for identical inputs."""
+def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> torch.Tensor:
+    """The one PSNR: dB (B,) of each sample of (B, ...) tensors, over all its elements; `data_range` 2 for [-1, 1],
+    1 for [0, 1]. Capped at 100 dB (identical inputs)."""
     mse = (pred.float() - target.float().to(pred.device)).pow(2).flatten(1).mean(1)
-    return (10 * torch.log10(4.0 / mse.clamp(min=4e-10))).clamp(max=100.0)
+    peak = float(data_range) ** 2
+    return (10 * torch.log10(peak / mse.clamp(min=peak * 1e-10))).clamp(max=100.0)
+
+
+psnr_per_clip = psnr  # the name evaluation/diffusion.py imports
 
 
 def first_frame_psnr(videos: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """PSNR (B,) of each clip's first frame (B, 3, T, H, W)[:, :, 0] against its conditioning image (B, 3, H, W)."""
-    return psnr_per_clip(videos[:, :, 0], images)
+    return psnr(videos[:, :, 0], images)
 
 
 def frame_differences(videos: torch.Tensor) -> torch.Tensor:

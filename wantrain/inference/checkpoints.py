@@ -1,35 +1,49 @@
-"""Read a trained stage from a Lightning checkpoint or an exported folder, without Lightning: config + weights."""
+"""Read a trained model from a Lightning checkpoint or an exported folder, without Lightning: config + one state dict.
+
+An exported model is a folder `config.json` + `model.safetensors`; `sample export=DIR` writes one per model under
+an export root (`DIR/base/`, `DIR/sr_stage1/`, ... listed in `DIR/wantrain_export.json`), and `fit` of an upsampler
+writes its stage to `run_dir/export/sr_stageN/` in the same format.
+"""
 
 from __future__ import annotations
 
 import importlib
 import json
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
 from wantrain.errors import WantrainError
+from wantrain.io.weights import load_safetensors, load_torch_file
+from wantrain.nets.freeze import freeze
 
 DIFFUSION, UPSAMPLER = "diffusion", "upsampler"
 KIND_OF_TARGET = {
     "wantrain.training.video_diffusion.VideoDiffusionModule": DIFFUSION,
     "wantrain.training.upsampler.UpsamplerModule": UPSAMPLER,
 }
-EXPORT_CONFIG = "config.json"  # in every exported stage folder
-EXPORT_INDEX = "wantrain_export.json"  # in an export root holding several stages
+EXPORT_CONFIG = "config.json"  # in every exported model folder
+EXPORT_WEIGHTS = "model.safetensors"  # the model's one state dict, beside config.json
+EXPORT_INDEX = "wantrain_export.json"  # in an export root holding a base model and its upsampler stages
+# checkpoint key prefixes of the one state dict: EMA copy, raw weights
+STATE_PREFIXES = {DIFFUSION: {"ema": "ema.module.", "raw": "model."},
+                  UPSAMPLER: {"ema": "ema.module.", "raw": "generator."}}
 
 
 @dataclass
-class StageFile:
-    """One trained stage as read from disk: its kind, plain config, weights per network, and where it came from."""
+class SavedModel:
+    """One trained model as read from disk: kind, plain config, ONE state dict, where it came from.
+
+    `state` is the `VideoDiffusion` state dict (`unet.*`, `fusion.*`) of a diffusion model, the `UpsampleStage`
+    state dict of an upsampler stage.
+    """
 
     kind: str  # "diffusion" | "upsampler"
-    config: dict[str, Any]  # nets' constructor nodes + what inference needs (see `stage_config`)
-    weights: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # network name -> state dict
+    config: dict[str, Any]  # network config nodes + what inference needs (see `model_config`)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
     source: str = ""
     weights_kind: str = "ema"  # "ema" | "raw"
     run: dict[str, Any] | None = None  # the whole resolved run config (checkpoints only)
@@ -39,48 +53,65 @@ def build(node: dict[str, Any], **overrides: Any) -> Any:
     """Call a config node's `_target_` (a wantrain class) with its keyword arguments (no Hydra needed)."""
     target = node.get("_target_", "")
     if not isinstance(target, str) or not target.startswith("wantrain."):
-        raise WantrainError(f"config node target {target!r} is not a wantrain class; the file is not a wantrain stage")
+        raise WantrainError(f"config node target {target!r} is not a wantrain class; the file is not a wantrain model")
     module_name, _, name = target.rpartition(".")
     obj = getattr(importlib.import_module(module_name), name)
     kwargs = {k: v for k, v in node.items() if not k.startswith("_")}
     return obj(**{**kwargs, **overrides})
 
 
-def _torch_load(path: Path) -> dict[str, Any]:
+def load_weights(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """Load `state` into `net` strictly (one-line error when it does not fit) and freeze it."""
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise WantrainError(f"{path} is not a readable checkpoint ({type(err).__name__}: not a torch file, truncated, "
-                            "or holding objects that weights_only loading refuses)") from None
-    if not isinstance(data, dict) or "state_dict" not in data:
-        raise WantrainError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by "
-                            "`wantrain fit` or a folder written by `wantrain sample export=DIR`")
-    return data
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise WantrainError(f"{what}: the weights do not fit the configured network "
+                            f"({str(err).splitlines()[0][:200]})") from None
+    return freeze(net)
+
+
+def load_net(node: dict[str, Any], state: dict[str, torch.Tensor], what: str) -> nn.Module:
+    """Build a network from its config node and load its weights strictly, frozen."""
+    return load_weights(build(node), state, what)
 
 
 def resolve_path(path: str | Path, what: str) -> Path:
-    """A checkpoint file, an exported stage folder, or a run folder (-> its checkpoints/last.ckpt)."""
+    """A checkpoint file, an exported model folder, or a run folder (-> its checkpoints/last.ckpt)."""
     p = Path(path).expanduser()
     if p.is_dir() and not (p / EXPORT_CONFIG).is_file() and not (p / EXPORT_INDEX).is_file():
         last = p / "checkpoints" / "last.ckpt"
         if last.is_file():
             return last
-        raise WantrainError(f"{what}={path} is a folder with neither {EXPORT_CONFIG} (an exported stage) nor "
+        raise WantrainError(f"{what}={path} is a folder with neither {EXPORT_CONFIG} (an exported model) nor "
                             "checkpoints/last.ckpt (a run); pass a .ckpt file or an exported folder")
     if not p.exists():
         raise WantrainError(f"{what}={path}: no such file or folder")
     return p
 
 
-def _sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+def sub_state(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix`, with the prefix taken off."""
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
 
 
-def stage_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dict[str, Any]:
+def _size(value: Any) -> list[int]:
+    """An int or (h, w) resolution -> [h, w] ([] when unset)."""
+    if value is None:
+        return []
+    return [int(value)] * 2 if isinstance(value, int) else [int(v) for v in value]
+
+
+def upsampler_config(generator: dict[str, Any], stage: int, lr_size: Sequence[int],
+                     validation: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The config of upsampler stage N: its generator node, N (`sr_stageN`) and the input size it was trained on."""
+    return {"kind": UPSAMPLER, "generator": dict(generator), "stage": int(stage),
+            "lr_size": [int(v) for v in lr_size], "validation": dict(validation or {})}
+
+
+def model_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dict[str, Any]:
     """What inference needs from a run config (`wantrain_config`): network nodes, encoders, sizes, sampling."""
     model, data = run.get("model", {}), run.get("data", {}) or {}
-    resolution = data.get("resolution")
-    size = [int(resolution)] * 2 if isinstance(resolution, int) else [int(v) for v in (resolution or [])]
+    size = _size(data.get("resolution"))
     if kind == DIFFUSION:
         missing = [k for k in ("unet", "fusion", "schedule") if k not in model]
         if missing:
@@ -92,21 +123,23 @@ def stage_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dic
             "timestep_buckets": int(model.get("timestep_buckets", hparams.get("timestep_buckets", 4))),
             "num_frames": int(data.get("num_frames", 16)), "resolution": size,
         }
-    stage = int(model.get("stage", hparams.get("stage", 0)))
+    stage = int(model.get("stage", hparams.get("stage", 1)))
     base = model.get("base_size", hparams.get("base_size"))
-    if base:
-        lr_size = [int(base) * 2 ** stage] * 2
-    elif size:
+    if size:  # data.resolution is the stage's HR size
         lr_size = [v // 2 for v in size]
+    elif base:
+        lr_size = [int(base) * 2 ** (stage - 1)] * 2
     else:
-        raise WantrainError("the upsampler checkpoint's config has neither model.base_size nor data.resolution")
-    return {"kind": UPSAMPLER, "generator": model["generator"], "stage": stage, "lr_size": lr_size,
-            "validation": dict(model.get("validation") or hparams.get("validation") or {})}
+        raise WantrainError("the upsampler checkpoint's config has neither data.resolution nor model.base_size")
+    return upsampler_config(model["generator"], stage, lr_size, model.get("validation") or hparams.get("validation"))
 
 
-def read_checkpoint(path: Path, use_ema: bool = True) -> StageFile:
-    """A Lightning .ckpt written by `wantrain fit` (weights_only load) -> StageFile."""
-    data = _torch_load(path)
+def read_checkpoint(path: Path, use_ema: bool = True) -> SavedModel:
+    """A Lightning .ckpt written by `wantrain fit` (weights_only load) -> SavedModel."""
+    data = load_torch_file(path, "checkpoint", "pass a .ckpt written by `wantrain fit` or an exported folder")
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise WantrainError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by "
+                            "`wantrain fit` or a folder written by `wantrain sample export=DIR`")
     run = data.get("wantrain_config")
     if not isinstance(run, dict) or "model" not in run:
         raise WantrainError(f"{path} has no wantrain_config (the run config `wantrain fit` stores in checkpoints); "
@@ -115,26 +148,18 @@ def read_checkpoint(path: Path, use_ema: bool = True) -> StageFile:
     kind = KIND_OF_TARGET.get(target)
     if kind is None:
         raise WantrainError(f"{path} holds a {target!r} model; sample/test know {', '.join(KIND_OF_TARGET)}")
-    state = data["state_dict"]
-    config = stage_config(kind, run, data.get("hyper_parameters") or {})
+    config = model_config(kind, run, data.get("hyper_parameters") or {})
     config["source"] = {"checkpoint": str(path), "global_step": int(data.get("global_step", 0))}
-    names = ("unet", "fusion") if kind == DIFFUSION else ("generator",)
-    weights = {}
-    for name in names:
-        if use_ema:
-            prefix = f"ema.module.{name}." if kind == DIFFUSION else "ema.module."
-        else:
-            prefix = f"{name}."
-        weights[name] = _sub_state(state, prefix)
-        if not weights[name]:
-            raise WantrainError(f"{path} has no {'EMA ' if use_ema else ''}weights for {name} (keys {prefix}*)")
-    return StageFile(kind, config, weights, str(path), "ema" if use_ema else "raw", run)
+    weights_kind = "ema" if use_ema else "raw"
+    prefix = STATE_PREFIXES[kind][weights_kind]
+    state = sub_state(data["state_dict"], prefix)
+    if not state:
+        raise WantrainError(f"{path} has no {'EMA ' if use_ema else ''}weights (keys {prefix}*)")
+    return SavedModel(kind, config, state, str(path), weights_kind, run)
 
 
-def read_exported(folder: Path) -> StageFile:
-    """An exported stage folder (config.json + NAME.safetensors per network) -> StageFile."""
-    from safetensors.torch import load_file
-
+def read_exported(folder: Path) -> SavedModel:
+    """An exported model folder (config.json + model.safetensors) -> SavedModel."""
     cfg_path = folder / EXPORT_CONFIG
     try:
         config = json.loads(cfg_path.read_text())
@@ -143,27 +168,14 @@ def read_exported(folder: Path) -> StageFile:
     kind = config.get("kind")
     if kind not in (DIFFUSION, UPSAMPLER):
         raise WantrainError(f"{cfg_path} has kind={kind!r}; expected '{DIFFUSION}' or '{UPSAMPLER}'")
-    weights = {}
-    for name in config.get("networks", []):
-        file = folder / f"{name}.safetensors"
-        if not file.is_file():
-            raise WantrainError(f"{folder} is an incomplete export: {file.name} is missing")
-        weights[name] = load_file(str(file))
-    return StageFile(kind, config, weights, str(folder), config.get("weights", "ema"))
+    weights = folder / EXPORT_WEIGHTS
+    if not weights.is_file():
+        raise WantrainError(f"{folder} is an incomplete export: {EXPORT_WEIGHTS} is missing")
+    return SavedModel(kind, config, load_safetensors(weights, "export weights"), str(folder),
+                      config.get("weights", "ema"))
 
 
-def read_stage(path: str | Path, what: str = "checkpoint", use_ema: bool = True) -> StageFile:
-    """A .ckpt, an exported stage folder or a run folder -> StageFile."""
+def read_saved(path: str | Path, what: str = "checkpoint", use_ema: bool = True) -> SavedModel:
+    """A .ckpt, an exported model folder or a run folder -> SavedModel (`use_ema`: for .ckpt files)."""
     p = resolve_path(path, what)
     return read_exported(p) if p.is_dir() else read_checkpoint(p, use_ema)
-
-
-def load_net(node: dict[str, Any], state: dict[str, torch.Tensor], what: str) -> nn.Module:
-    """Build a network from its config node and load its weights strictly, in eval mode without gradients."""
-    net = build(node)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise WantrainError(f"{what}: the weights do not fit the configured network "
-                            f"({str(err).splitlines()[0][:200]})") from None
-    return net.eval().requires_grad_(False)

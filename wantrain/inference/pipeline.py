@@ -11,8 +11,8 @@ from torch import nn
 
 from wantrain.errors import WantrainError
 from wantrain.inference.base import BaseModel
-from wantrain.inference.cascade import SRStage, check_chain, stages_for_size
-from wantrain.inference.checkpoints import EXPORT_INDEX, read_stage
+from wantrain.inference.cascade import SRStage, check_chain, run_cascade, stages_for_size
+from wantrain.inference.checkpoints import EXPORT_INDEX, read_saved
 
 
 class ImageToVideoPipeline(nn.Module):
@@ -22,8 +22,8 @@ class ImageToVideoPipeline(nn.Module):
                  check_sizes: bool = True) -> None:
         super().__init__()
         self.base = base
-        self.stages = nn.ModuleList(stages)
-        sources = list(sources) or [f"stage {i}" for i in range(len(stages))]
+        self.upsampler_module = nn.ModuleList(stages)  # upsampler_module[i]: cascade stage i + 1
+        sources = list(sources) or [stage.name for stage in stages]
         if check_sizes:
             self.sizes = check_chain(base.resolution, list(stages), sources)
         else:
@@ -42,18 +42,20 @@ class ImageToVideoPipeline(nn.Module):
     def forward(self, images: torch.Tensor, prompts: Sequence[str], seeds: Sequence[int], size: int | None = None,
                 tile: int | str | None = "auto", tile_overlap: int = 16, sr_noise_level: float = 0.0,
                 num_frames: int | None = None, **sampling: Any) -> torch.Tensor:
-        """Clips (B, 3, T, H, W) in [-1, 1] at frame height `size` (default: the last stage's)."""
+        """Clips (B, 3, T, H, W) in [-1, 1] at frame height `size` (default: the last stage's).
+
+        Noise-conditioned stages get their input noise-augmented at `sr_noise_level`, seeded by each clip's seed.
+        """
         n = self.num_stages_for(size)
         video = self.base.generate(images, prompts, seeds, num_frames=num_frames, **sampling)
-        for stage in list(self.stages)[:n]:
-            video = stage(video, tile=tile, overlap=tile_overlap, noise_level=sr_noise_level)
-        return video
+        return run_cascade(list(self.upsampler_module)[:n], video, tile=tile, overlap=tile_overlap,
+                           noise_level=sr_noise_level, seeds=seeds)
 
 
 def load_pipeline(base: str | Path, sr: Sequence[str | Path] | None = None, use_ema: bool = True,
                   text_encoder: str | None = None, image_encoder: str | None = None, check_sizes: bool = True,
                   device: torch.device | str = "cpu") -> ImageToVideoPipeline:
-    """Base + stages from .ckpt files, exported stage folders, or an export root (`sr=None`: its stages)."""
+    """Base + stages from .ckpt files, exported model folders, or an export root (`sr=None`: its stages)."""
     base_path = Path(base)
     if (base_path / EXPORT_INDEX).is_file():
         index = json.loads((base_path / EXPORT_INDEX).read_text())
@@ -61,8 +63,8 @@ def load_pipeline(base: str | Path, sr: Sequence[str | Path] | None = None, use_
             sr = [base_path / name for name in index.get("stages", [])]
         base_path = base_path / index.get("base", "base")
     sr = list(sr or [])
-    base_model = BaseModel.from_stage(read_stage(base_path, "base_ckpt", use_ema), text_encoder, image_encoder)
-    stages = [SRStage.from_stage(read_stage(p, "sr_ckpts", use_ema)) for p in sr]
+    base_model = BaseModel.from_saved(read_saved(base_path, "base_ckpt", use_ema), text_encoder, image_encoder)
+    stages = [SRStage.from_saved(read_saved(p, "sr_ckpts", use_ema)) for p in sr]
     return ImageToVideoPipeline(base_model, stages, [str(p) for p in sr], check_sizes).to(device)
 
 

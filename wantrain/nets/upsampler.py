@@ -1,25 +1,28 @@
-"""Cascaded ×2 video upsampler: `UpsampleStage` (bilinear + residual generator G) and `CascadedUpsampler`."""
+"""One ×2 stage of the cascaded video upsampler (`upsampler_module[i]`): bilinear + residual generator G.
+
+Running a trained stage (noise augmentation, tiling, clamp) is `wantrain.inference.cascade.upsample`.
+"""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from wantrain.nets.embeddings import sinusoidal_embedding
 from wantrain.nets.tiling import tiled_forward
 
 
-def noise_level_embedding(level: torch.Tensor, dim: int) -> torch.Tensor:
-    """Sinusoidal embedding (B, dim) of a noise-augmentation level (B,) in [0, 1]."""
-    half = dim // 2
-    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=level.device, dtype=torch.float32) / half)
-    args = level.float()[:, None] * 1000.0 * freqs[None]
-    return torch.cat([torch.sin(args), torch.cos(args)], dim=1)
+def noise_level_features(level: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal features (B, dim) of a noise-augmentation level (B,) in [0, 1], read as timestep 1000·level.
+
+    `sinusoidal_embedding` puts cos first; stages were trained with sin first, so the halves are swapped back.
+    """
+    cos, sin = sinusoidal_embedding(level.float() * 1000.0, dim).chunk(2, dim=1)
+    return torch.cat([sin, cos], dim=1)
 
 
 class ResidualBlock(nn.Module):
@@ -98,6 +101,12 @@ class UpsampleStage(nn.Module):
         in_size: int | None = None,
     ) -> None:
         super().__init__()
+        # constructor arguments: an export's config.json rebuilds the stage from them (`config_node`)
+        self.config: dict[str, Any] = dict(
+            in_channels=in_channels, channels=channels, num_blocks=num_blocks, temporal_kernel=temporal_kernel,
+            upsample=upsample, detail_channels=detail_channels, detail_blocks=detail_blocks, res_scale=res_scale,
+            noise_conditioning=noise_conditioning, emb_dim=emb_dim, zero_init_last=zero_init_last,
+            gradient_checkpointing=gradient_checkpointing, in_size=in_size)
         if upsample not in ("nearest", "pixelshuffle"):
             raise ValueError(f"upsample={upsample!r} is not supported: use 'nearest' or 'pixelshuffle'")
         self.in_channels = in_channels
@@ -124,6 +133,15 @@ class UpsampleStage(nn.Module):
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
 
+    @property
+    def noise_conditioned(self) -> bool:
+        """Whether G takes the noise-augmentation level (trained with `degrade.noise_aug_max` > 0)."""
+        return self.noise_mlp is not None
+
+    def config_node(self) -> dict[str, Any]:
+        """`{_target_, **constructor arguments}`: what `wantrain.inference.checkpoints.build` rebuilds it from."""
+        return {"_target_": f"{type(self).__module__}.{type(self).__qualname__}", **self.config}
+
     def _upsample(self, f: torch.Tensor) -> torch.Tensor:
         """(N, C, h, w) -> (N, C, 2h, 2w) by nearest + conv or pixel shuffle."""
         if self.upsample_mode == "nearest":
@@ -136,7 +154,7 @@ class UpsampleStage(nn.Module):
         if self.noise_mlp is not None:
             if noise_level is None:
                 noise_level = torch.zeros(frames.shape[0] // t, device=frames.device)
-            emb = self.noise_mlp(noise_level_embedding(noise_level.to(frames.device), self.noise_mlp[0].in_features))
+            emb = self.noise_mlp(noise_level_features(noise_level.to(frames.device), self.noise_mlp[0].in_features))
             emb = emb.repeat_interleave(t, dim=0).to(frames.dtype)  # (B*T, E)
         f0 = self.conv_in(frames)
         f = f0
@@ -173,83 +191,3 @@ class UpsampleStage(nn.Module):
         return tiled_forward(lambda v: self(v.to(dev), noise_level), x, scale=2, tile=tile, overlap=overlap,
                              chunk=chunk, chunk_overlap=chunk_overlap, out_device=out_device)
 
-
-def _load_state(src: str | Path | dict[str, torch.Tensor], prefix: str = "") -> dict[str, torch.Tensor]:
-    """Read a state dict from a mapping, a .safetensors file or a torch file (optionally under 'state_dict')."""
-    if isinstance(src, dict):
-        state = src
-    else:
-        path = Path(src)
-        if not path.is_file():
-            raise FileNotFoundError(f"upsampler stage weights not found at {path}: train the stage or fix the path")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            state = state.get("state_dict", state)
-    if prefix:
-        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    return state
-
-
-class CascadedUpsampler(nn.Module):
-    """A chain of ×2 stages (`upsampler_module[i]`), 64→128→256→512→1024 by default, run in order."""
-
-    def __init__(
-        self,
-        stages: Sequence[UpsampleStage] | None = None,
-        base_size: int = 64,
-        num_stages: int = 4,
-        stage_kwargs: dict[str, Any] | Sequence[dict[str, Any]] | None = None,
-        tile: Sequence[int | None] | None = None,
-        overlap: int = 16,
-        chunk: int | None = None,
-    ) -> None:
-        super().__init__()
-        if stages is None:
-            kw = stage_kwargs if isinstance(stage_kwargs, (list, tuple)) else [dict(stage_kwargs or {})] * num_stages
-            if len(kw) != num_stages:
-                raise ValueError(f"stage_kwargs has {len(kw)} entries for {num_stages} stages: give one per stage")
-            stages = [UpsampleStage(**{"in_size": base_size * 2 ** i, **dict(k)}) for i, k in enumerate(kw)]
-        self.upsampler_module = nn.ModuleList(stages)
-        self.base_size = base_size
-        self.tile = list(tile) if tile is not None else [None] * len(self.upsampler_module)
-        if len(self.tile) != len(self.upsampler_module):
-            raise ValueError(f"tile has {len(self.tile)} entries for {len(self.upsampler_module)} stages")
-        self.overlap = overlap
-        self.chunk = chunk
-        self.trained = [False] * len(self.upsampler_module)
-
-    @property
-    def sizes(self) -> list[int]:
-        """Frame sizes along the chain, e.g. [64, 128, 256, 512, 1024]."""
-        return [self.base_size * 2 ** i for i in range(len(self.upsampler_module) + 1)]
-
-    def load_stage(self, index: int, src: str | Path | dict[str, torch.Tensor], prefix: str = "") -> None:
-        """Load trained weights into `upsampler_module[index]` (strict) and mark it trained."""
-        self.upsampler_module[index].load_state_dict(_load_state(src, prefix), strict=True)
-        self.trained[index] = True
-
-    def num_trained(self) -> int:
-        """Number of leading stages with loaded weights (the ones `forward` runs by default)."""
-        n = 0
-        while n < len(self.trained) and self.trained[n]:
-            n += 1
-        return n
-
-    def forward(self, x: torch.Tensor, noise_level: float | torch.Tensor | Sequence[float] = 0.0,
-                upto: int | None = None, out_device: torch.device | str | None = None) -> torch.Tensor:
-        """x (B, 3, T, s, s) -> (B, 3, T, s·2^n, s·2^n) via the first `upto` stages (default: trained, else all)."""
-        n = upto if upto is not None else self.num_trained() or len(self.upsampler_module)
-        levels = list(noise_level) if isinstance(noise_level, (list, tuple)) else [noise_level] * n
-        for i in range(n):
-            lvl = levels[i]
-            lvl = lvl if isinstance(lvl, torch.Tensor) else torch.full((x.shape[0],), float(lvl), device=x.device)
-            stage = self.upsampler_module[i]
-            if self.tile[i] is None:
-                x = stage(x, lvl)
-            else:
-                x = stage.tiled(x, lvl, tile=self.tile[i], overlap=self.overlap, chunk=self.chunk,
-                                out_device=out_device)
-        return x

@@ -1,4 +1,4 @@
-"""Sample videos made during validation: PSNR against ground truth, mp4 files in the run directory, logger media."""
+"""Videos made during validation: mp4 files (+ a JSON note) in run_dir/samples/, handed to the loggers as media."""
 
 from __future__ import annotations
 
@@ -8,20 +8,29 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from wantrain.data.synthetic import encode_mp4
-
-
-def to_uint8_frames(video: torch.Tensor) -> torch.Tensor:
-    """(3, T, H, W) in [-1, 1] -> (T, H, W, 3) uint8."""
-    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 3, 0).cpu()
+from wantrain.evaluation.video_metrics import psnr
+from wantrain.io.mp4 import encode_mp4, to_uint8
 
 
 def side_by_side(truth: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
     """Ground truth | sample for each clip, clips stacked vertically: (B, 3, T, H, W) x2 -> (T, B*H, 2*W, 3) uint8."""
-    rows = [torch.cat([to_uint8_frames(t), to_uint8_frames(s)], dim=2) for t, s in zip(truth, samples)]
+    rows = [torch.cat([torch.from_numpy(to_uint8(t)), torch.from_numpy(to_uint8(s))], dim=2)
+            for t, s in zip(truth, samples)]
     return torch.cat(rows, dim=1)
+
+
+def write_video(trainer: pl.Trainer, name: str, frames: torch.Tensor, note: dict[str, Any], caption: str, step: int,
+                fps: int, folder: str = "samples") -> Path:
+    """Encode frames (T, H, W, 3) uint8 as run_dir/FOLDER/NAME.mp4 with NAME.json (`note`), log it as media."""
+    out = Path(trainer.default_root_dir) / folder
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{name}.mp4"
+    path.write_bytes(encode_mp4(frames.numpy(), fps=fps))
+    path.with_suffix(".json").write_text(json.dumps(note))
+    for logger in trainer.loggers:
+        log_video(logger, path, caption, step, fps)
+    return path
 
 
 class SampleVideoWriter:
@@ -33,21 +42,15 @@ class SampleVideoWriter:
 
     @staticmethod
     def psnr(samples: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-        """PSNR (dB) of sampled clips against the ground truth, both in [-1, 1]."""
-        return peak_signal_noise_ratio(samples.float(), truth.float().to(samples.device), data_range=(-1.0, 1.0))
+        """Mean PSNR (dB) of sampled clips (B, 3, T, H, W) against the ground truth, both in [-1, 1]."""
+        return psnr(samples, truth).mean()
 
     def write(self, trainer: pl.Trainer, examples: dict[str, Any], samples: torch.Tensor, step: int) -> Path:
         """Encode the comparison video, save it with its captions, and log it to every logger that takes media."""
-        folder = Path(trainer.default_root_dir) / self.folder
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"step{step:07d}.mp4"
-        path.write_bytes(encode_mp4(side_by_side(examples["video"], samples).numpy(), fps=self.fps))
         captions = list(examples.get("caption", []))
-        path.with_suffix(".json").write_text(json.dumps({"step": step, "captions": captions,
-                                                         "layout": "rows: clips; left: truth, right: sample"}))
-        for logger in trainer.loggers:
-            log_video(logger, path, " | ".join(captions), step, self.fps)
-        return path
+        note = {"step": step, "captions": captions, "layout": "rows: clips; left: truth, right: sample"}
+        return write_video(trainer, f"step{step:07d}", side_by_side(examples["video"], samples), note,
+                           " | ".join(captions), step, self.fps, self.folder)
 
 
 def log_video(logger: Any, path: Path, caption: str, step: int, fps: int) -> None:

@@ -10,27 +10,26 @@ goes through the LightningOptimizer; discriminator steps go through the same str
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from wantrain.data.degrade import DegradeConfig, degrade, random_crop
-from wantrain.data.synthetic import encode_mp4
 from wantrain.errors import WantrainError
+from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
+from wantrain.inference.cascade import upsample
+from wantrain.inference.export import export_upsampler
 from wantrain.losses.adversarial import AdversarialLoss, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
 from wantrain.training.nonfinite import NonFiniteGuard
-from wantrain.training.sample_videos import log_video, to_uint8_frames
+from wantrain.training.sample_videos import write_video
 
 GAN_DEFAULTS: dict[str, Any] = {
     "loss": "nonsaturating", "weight": 0.1, "warmup_batches": 0, "ramp_batches": 0,
@@ -47,44 +46,9 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-def rgb_to_y(x: torch.Tensor) -> torch.Tensor:
-    """ITU-R BT.601 luma of RGB frames (N, 3, H, W) in [0, 1] -> (N, 1, H, W) in [16/255, 235/255]."""
-    w = torch.tensor([65.481, 128.553, 24.966], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (16.0 + (x * w).sum(1, keepdim=True)) / 255.0
-
-
-def frames01(video: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, H, W) in [-1, 1] -> frames (B*T, 3, H, W) in [0, 1], float32."""
-    return ((video.float().clamp(-1, 1) + 1) / 2).transpose(1, 2).flatten(0, 1)
-
-
-def image_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """PSNR / SSIM on RGB and on Y (per frame, averaged) of clips (B, 3, T, H, W) in [-1, 1]."""
-    p, t = frames01(pred), frames01(target)
-    py, ty = rgb_to_y(p), rgb_to_y(t)
-    psnr = lambda a, b: peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean()  # noqa: E731
-    return {"psnr": psnr(p, t), "psnr_y": psnr(py, ty),
-            "ssim": structural_similarity_index_measure(p, t, data_range=1.0),
-            "ssim_y": structural_similarity_index_measure(py, ty, data_range=1.0)}
-
-
-def temporal_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean |Δt pred − Δt target| of clips (B, 3, T, H, W) in [-1, 1], in [0, 1] pixel units (0 when T == 1)."""
-    if pred.shape[2] < 2:
-        return pred.new_zeros((), dtype=torch.float32)
-    dp, dt = pred.float().diff(dim=2), target.float().diff(dim=2)
-    return (dp - dt).abs().mean() / 2
-
-
-def comparison_frames(lr: torch.Tensor, bicubic: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-    """LR (nearest ×2) | bicubic | SR | HR per clip, clips stacked vertically -> (T, B*H, 4*W, 3) uint8."""
-    nearest = F.interpolate(lr.float(), size=hr.shape[2:], mode="nearest")
-    rows = [torch.cat([to_uint8_frames(v[i]) for v in (nearest, bicubic, sr, hr)], dim=2) for i in range(hr.shape[0])]
-    return torch.cat(rows, dim=1)
-
-
 class UpsamplerModule(pl.LightningModule):
-    """Trains `generator` (an `UpsampleStage`) against `discriminator`; EMA of the generator for val/export."""
+    """Trains cascade stage `stage` (`+experiment=sr_stageN`): `generator` (an `UpsampleStage`) against
+    `discriminator`; the EMA of the generator is validated through `inference.cascade.upsample` and exported."""
 
     def __init__(
         self,
@@ -93,7 +57,7 @@ class UpsamplerModule(pl.LightningModule):
         content_loss: nn.Module,
         optimizer_g: Callable[..., torch.optim.Optimizer],
         optimizer_d: Callable[..., torch.optim.Optimizer],
-        stage: int = 0,
+        stage: int = 1,
         base_size: int | None = 64,
         crop_size: int | None = None,
         degrade: dict[str, Any] | None = None,
@@ -108,6 +72,8 @@ class UpsamplerModule(pl.LightningModule):
         max_nonfinite_steps: int = 10,
     ) -> None:
         super().__init__()
+        if int(stage) < 1:
+            raise WantrainError(f"model.stage={stage}: cascade stages count from 1 (sr_stage1 maps 64 -> 128 px)")
         # plain containers in the checkpoint's hyper_parameters (Hydra passes DictConfigs; weights_only loads)
         degrade, gan, validation = (_plain(v) for v in (degrade, gan, validation))
         self.save_hyperparameters(ignore=["generator", "discriminator", "content_loss", "optimizer_g", "optimizer_d"])
@@ -132,7 +98,8 @@ class UpsamplerModule(pl.LightningModule):
         lp = self.val_cfg["lpips"]
         # metric network: frozen, not trained, not in checkpoints (LPIPSLoss drops its weights from state_dict)
         self.lpips_metric = LPIPSLoss(**dict(lp)) if lp else None
-        self.lr_size = base_size * 2 ** stage if base_size else None
+        self.lr_size = base_size * 2 ** (stage - 1) if base_size else None  # None: data.resolution / 2
+        self._hr_size: tuple[int, int] | None = None  # frame size of the training clips (before crops)
         self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         # NaN/inf gradients: skip that G (or D) update, stop after K in a row (one guard per network)
@@ -191,8 +158,9 @@ class UpsamplerModule(pl.LightningModule):
         """HR clip (B, 3, T, H, W) -> (LR (B, 3, T, H/2, W/2), noise level (B,), HR after cropping)."""
         h, w = video.shape[-2:]
         if self.lr_size is not None and (h, w) != (2 * self.lr_size, 2 * self.lr_size):
-            raise WantrainError(f"stage {self.hparams.stage} maps {self.lr_size} -> {2 * self.lr_size} px but the "
+            raise WantrainError(f"sr_stage{self.hparams.stage} maps {self.lr_size} -> {2 * self.lr_size} px but the "
                                 f"clips are {h}x{w}: set data.resolution={2 * self.lr_size}")
+        self._hr_size = (int(h), int(w))
         crop = self.hparams.crop_size if train else self.val_cfg["crop_size"]
         hr = video
         if crop and crop < min(h, w):
@@ -285,50 +253,27 @@ class UpsamplerModule(pl.LightningModule):
 
     # --- validation / test --------------------------------------------------------------------------
 
-    def upsample(self, lr: torch.Tensor, level: torch.Tensor | None = None, use_ema: bool | None = None) -> torch.Tensor:
-        """SR clip (B, 3, T, 2h, 2w) in [-1, 1] from LR (B, 3, T, h, w) with the EMA (default) or live G."""
+    def upsample(self, lr: torch.Tensor, use_ema: bool | None = None) -> torch.Tensor:
+        """SR clip (B, 3, T, 2h, 2w) in [-1, 1] from clean LR (B, 3, T, h, w) with the EMA (default) or live G,
+        through the one inference path (`sample` and exports run the same `upsample`)."""
         use_ema = self.val_cfg["use_ema"] if use_ema is None else use_ema
         net = self.ema.module if use_ema else self.generator
-        tile = self.val_cfg["tile"]
-        out = net.tiled(lr, level, tile=int(tile), overlap=int(self.val_cfg["tile_overlap"])) if tile else net(lr, level)
-        return out.clamp(-1, 1)
+        return upsample(net, lr, stage=int(self.hparams.stage), tile=self.val_cfg["tile"],
+                        overlap=int(self.val_cfg["tile_overlap"]))
 
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, prefix: str) -> None:
         """Metrics of SR and of the bicubic baseline on deterministic degradations of the batch."""
         generator = self._generator(10 ** 9 + int(self.val_cfg["seed"]) + batch_idx)
-        lr, level, hr = self.make_pair(batch["video"], False, generator)
-        sr = self.upsample(lr, torch.zeros_like(level))
-        bicubic = self.bicubic(lr)
+        lr, _level, hr = self.make_pair(batch["video"], False, generator)
+        sr, baseline = self.upsample(lr), bicubic(lr)
         if prefix == "val" and self._val_examples is None:
             n = int(self.val_cfg["num_videos"])
-            self._val_examples = {"lr": lr[:n].cpu(), "bicubic": bicubic[:n].cpu(), "sr": sr[:n].cpu(),
+            self._val_examples = {"lr": lr[:n].cpu(), "bicubic": baseline[:n].cpu(), "sr": sr[:n].cpu(),
                                   "hr": hr[:n].cpu()}
-        b = hr.shape[0]
-        for suffix, pred in (("", sr), ("_bicubic", bicubic)):
-            values = image_metrics(pred, hr)
-            values["tdiff"] = temporal_error(pred, hr)
-            if self.lpips_metric is not None:
-                values["lpips"] = self.lpips_metric(pred, hr)
-                values["tlp"] = self._tlp(pred, hr)
-            for name, value in values.items():
-                self.log(f"{prefix}/{name}{suffix}", value, batch_size=b, sync_dist=True,
+        for suffix, pred in (("", sr), ("_bicubic", baseline)):
+            for name, value in sr_metrics(pred, hr, self.lpips_metric).items():
+                self.log(f"{prefix}/{name}{suffix}", value, batch_size=hr.shape[0], sync_dist=True,
                          prog_bar=prefix == "val" and name == "psnr")
-
-    @staticmethod
-    def bicubic(lr: torch.Tensor) -> torch.Tensor:
-        """Plain bicubic ×2 (the baseline) of LR clips (B, 3, T, h, w), clamped to [-1, 1]."""
-        b, c, t, h, w = lr.shape
-        f = F.interpolate(lr.float().transpose(1, 2).flatten(0, 1), scale_factor=2, mode="bicubic", align_corners=False)
-        return f.unflatten(0, (b, t)).transpose(1, 2).clamp(-1, 1)
-
-    def _tlp(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """tLP: |LPIPS(pred_t, pred_t+1) − LPIPS(target_t, target_t+1)| averaged over frame pairs."""
-        if pred.shape[2] < 2:
-            return pred.new_zeros((), dtype=torch.float32)
-        lp = self.lpips_metric.lpips
-        frames = lambda v: v.transpose(1, 2).flatten(0, 1).float()  # noqa: E731  (B, 3, T', H, W) -> (B*T', 3, H, W)
-        pairs = lambda v: (frames(v[:, :, :-1]), frames(v[:, :, 1:]))  # noqa: E731
-        return (lp(*pairs(pred)) - lp(*pairs(target))).abs().mean()
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """`val/psnr`, `val/psnr_bicubic`, ... (PSNR/SSIM on RGB and Y, LPIPS, temporal error)."""
@@ -349,35 +294,33 @@ class UpsamplerModule(pl.LightningModule):
         self._val_examples = None
 
     def write_comparison(self, examples: dict[str, torch.Tensor], step: int) -> Path:
-        """Encode the side-by-side mp4 (+ a JSON note) under run_dir/samples/ and hand it to the loggers."""
+        """The side-by-side mp4 run_dir/samples/sr_stageN_stepNNNNNNN.mp4 (+ a JSON note), handed to the loggers."""
         fps = int(dict(self.val_cfg["video"] or {}).get("fps", 8))
-        folder = Path(self.trainer.default_root_dir) / "samples"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"sr_stage{self.hparams.stage}_step{step:07d}.mp4"
-        frames = comparison_frames(examples["lr"], examples["bicubic"], examples["sr"], examples["hr"])
-        path.write_bytes(encode_mp4(frames.numpy(), fps=fps))
+        stage = int(self.hparams.stage)
         layout = "rows: clips; columns: LR (nearest) | bicubic | SR (EMA) | HR"
-        path.with_suffix(".json").write_text(json.dumps({"step": step, "stage": self.hparams.stage, "layout": layout}))
-        for logger in self.trainer.loggers:
-            log_video(logger, path, layout, step, fps)
-        return path
+        frames = comparison_frames(examples["lr"], examples["bicubic"], examples["sr"], examples["hr"])
+        return write_video(self.trainer, f"sr_stage{stage}_step{step:07d}", frames,
+                           {"step": step, "stage": stage, "layout": layout}, layout, step, fps)
 
     # --- export and optimizers ----------------------------------------------------------------------
 
-    def export_generator(self, path: str | Path, use_ema: bool = True) -> Path:
-        """Write the (EMA) generator weights as safetensors, loadable by `CascadedUpsampler.load_stage`."""
-        from safetensors.torch import save_file
-
-        net = self.ema.module if use_ema else self.generator
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(path))
-        return path
+    def export(self, folder: str | Path, use_ema: bool = True) -> Path:
+        """Write the (EMA) generator as an exported stage (config.json + model.safetensors) to `folder`."""
+        if self.lr_size is not None:
+            lr_size = (self.lr_size, self.lr_size)
+        elif self._hr_size is not None:
+            lr_size = (self._hr_size[0] // 2, self._hr_size[1] // 2)
+        else:  # no batch seen in this process (resumed at max_steps): the datamodule's clip size
+            res = self.trainer.datamodule.resolution
+            lr_size = (res // 2, res // 2) if isinstance(res, int) else (res[0] // 2, res[1] // 2)
+        return export_upsampler(self.ema.module if use_ema else self.generator, int(self.hparams.stage), lr_size,
+                                folder, validation=self.val_cfg, weights_kind="ema" if use_ema else "raw",
+                                source=str(self.trainer.default_root_dir) if self._trainer is not None else "")
 
     def on_train_end(self) -> None:
-        """Export the EMA generator to `export_dir/upsampler_stage{stage}.safetensors` (rank 0)."""
+        """Export the EMA generator to `export_dir/sr_stageN/` (rank 0), loadable by `read_saved` / `sample`."""
         if self.hparams.export_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self.export_generator(Path(self.hparams.export_dir) / f"upsampler_stage{self.hparams.stage}.safetensors")
+            self.export(Path(self.hparams.export_dir) / f"sr_stage{int(self.hparams.stage)}")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """[G optimizer, D optimizer] from the `_partial_` factories (Adam β=(0.9, 0.99) in the configs)."""
