@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -44,8 +47,49 @@ def usage() -> str:
     lines += ["", "experiments (+experiment=NAME):"]
     lines += [f"  {name}" for name in list_experiments()] or ["  (none)"]
     lines += ["", "Overrides are Hydra's: model.optimizer.lr=3e-4 trainer=ddp logger=csv data.batch_size=8.",
+              "`python -m wantrain COMMAND --help` shows a command's groups, keys and examples;",
               "`python -m wantrain fit --cfg job` prints the composed config; `--help` shows this text."]
     return "\n".join(lines)
+
+
+HELP_FLAGS = ("-h", "--help")
+
+
+def command_help(argv: Sequence[str]) -> str | None:
+    """The help page of `COMMAND [ACTION] ... --help`, or None when argv asks for no help."""
+    if not argv or argv[0] not in COMMANDS or not any(a in HELP_FLAGS for a in argv[1:]):
+        return None
+    from wantrain.commands.help import command_help as render
+
+    command = COMMANDS[argv[0]]
+    action = argv[1] if len(argv) > 1 and argv[1] in command.actions else None
+    return render(argv[0], command.summary, command.config_name, command.actions, action)
+
+
+TRAINER_KEY = re.compile(r"^(\+{0,2})trainer\.([A-Za-z_]\w*)=(.*)$", re.DOTALL)
+
+
+def trainer_overrides(overrides: Sequence[str]) -> list[str]:
+    """`trainer.KEY=VALUE` for any Lightning Trainer argument, also one the trainer config does not set (it
+    becomes `++trainer.KEY=VALUE`); a KEY that is no Trainer argument fails in one line (typos are caught)."""
+    out, known = [], None
+    for item in overrides:
+        match = TRAINER_KEY.match(item)
+        if not match:
+            out.append(item)
+            continue
+        if known is None:
+            import pytorch_lightning as pl
+
+            known = [n for n in inspect.signature(pl.Trainer.__init__).parameters if n != "self"]
+        plus, key, value = match.groups()
+        if key not in known and key != "_target_":
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean trainer.{close[0]}?)" if close else ""
+            raise UsageError(f"unknown Trainer argument trainer.{key}{hint}; trainer.* takes the arguments of "
+                             "pytorch_lightning.Trainer")
+        out.append(f"++trainer.{key}={value}" if not plus else item)
+    return out
 
 
 def split_argv(argv: Sequence[str]) -> tuple[str, str | None, list[str]]:
@@ -141,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(usage())
         return 0
+    page = command_help(argv)
+    if page is not None:
+        print(page)
+        return 0
     from wantrain.commands.launch import prepare_launch
 
     prepare_launch()
@@ -149,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         check_experiments(overrides)
         if COMMANDS[name].action_group:
             overrides = [f"{COMMANDS[name].action_group}={action}", *overrides]
+        if COMMANDS[name].config_name == "config":
+            overrides = trainer_overrides(overrides)
         check_overrides(COMMANDS[name].config_name, overrides)
     except UsageError as err:
         print(f"wantrain: error: {err}", file=sys.stderr)

@@ -23,7 +23,7 @@ def test_bench_prints_a_table_and_writes_json(wantrain_cli, tmp_path, name):
     result = wantrain_cli(["bench", name, *TINY[name]], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"wantrain bench {name}" in result.stdout
-    (path,) = (tmp_path / "bench-results").glob(f"{name}-*.json")
+    (path,) = (tmp_path / "runs" / "bench").glob(f"{name}-*.json")
     report = json.loads(path.read_text())
     assert report["benchmark"] == name and report["rows"]
     assert all(isinstance(row, dict) and row for row in report["rows"])

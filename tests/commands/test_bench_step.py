@@ -12,7 +12,7 @@ def test_bench_step_prints_a_table_and_writes_json(wantrain_cli, tmp_path):
     result = wantrain_cli(["bench", "step", *TINY], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "wantrain bench step" in result.stdout
-    (path,) = (tmp_path / "bench-results").glob("step-*.json")
+    (path,) = (tmp_path / "runs" / "bench").glob("step-*.json")
     report = json.loads(path.read_text())
     rows = report["rows"]
     assert [r["shape"] for r in rows] == ["base", "2T", "2HW"]
