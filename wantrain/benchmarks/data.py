@@ -54,7 +54,8 @@ def run(cfg: DictConfig) -> list[dict]:
         else:
             m = write_synthetic_dataset(Path(tmp) / "syn", num_clips=int(cfg.num_clips), num_val_clips=0,
                                         shard_size=int(cfg.shard_size), num_frames=int(cfg.source_frames),
-                                        size=int(cfg.source_size), fps=8, gop=int(cfg.gop), seed=int(cfg.get("seed", 0)))
+                                        size=int(cfg.source_size), fps=8, gop=int(cfg.gop),
+                                        seed=int(cfg.get("seed", 0)))
             shards = [str(Path(tmp) / "syn" / s) for s in m["train"]]
         videos = _videos(shards)
         T, stride, res, backend = int(cfg.num_frames), int(cfg.frame_stride), int(cfg.resolution), str(cfg.backend)
