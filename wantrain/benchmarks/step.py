@@ -15,10 +15,10 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from wantrain.data.synthetic import caption_corpus
+from wantrain.ranks import pick_device
 from wantrain.training.video_diffusion import VideoDiffusionModule
 
 RATIO_GOAL = 0.95  # Lightning steps/s over bare steps/s
@@ -140,7 +140,6 @@ def bare_seconds(module: VideoDiffusionModule, batch: dict[str, Any], cfg: DictC
     optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
     scheduler = configured["lr_scheduler"]["scheduler"] if isinstance(configured, dict) else None
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    nets = nn.ModuleDict({"unet": module.unet, "fusion": module.fusion})
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
     start = 0.0
     with detached(module), torch.enable_grad():
@@ -159,7 +158,7 @@ def bare_seconds(module: VideoDiffusionModule, batch: dict[str, Any], cfg: DictC
             optimizer.step()
             if scheduler is not None:
                 scheduler.step()
-            module.ema.update_parameters(nets)
+            module.ema.update_parameters(module.model)
         sync(device)
     return (time.perf_counter() - start) / (steps - warmup)
 
@@ -201,7 +200,7 @@ def run(cfg: DictConfig) -> list[dict]:
     steps, warmup = int(cfg.steps), int(cfg.warmup)
     if steps - warmup < 1 or warmup < 0:
         raise ValueError(f"bench.steps ({steps}) must exceed bench.warmup ({warmup}) >= 0; raise bench.steps")
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    device = pick_device(cfg.device)
     precision = str(cfg.precision)
     if precision == "auto":
         precision = "bf16-mixed" if device.type == "cuda" else "32-true"

@@ -1,0 +1,28 @@
+"""A VideoDiffusionModule saved as `fit` saves it, shared by the inference tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+SAMPLING = ["model.sampling.num_steps=2", "model.sampling.text_scale=2.0", "model.sampling.image_scale=1.5",
+            "model.sampling.sampler=dpm_solver"]
+
+
+@pytest.fixture
+def module_and_ckpt(compose, data_dir, tmp_path):
+    """A VideoDiffusionModule from the real config, its EMA pulled away from the raw weights, saved as `fit` does."""
+    cfg = compose(f"paths.data_dir={data_dir}", "trainer.max_steps=10", *SAMPLING, root=tmp_path)
+    torch.manual_seed(0)
+    module = instantiate(cfg.model)
+    module.setup("fit")  # loads the frozen encoders
+    with torch.no_grad():
+        for p in module.ema.parameters():
+            p.add_(0.02 * torch.randn_like(p))
+    module.eval()
+    path = tmp_path / "module.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams), "global_step": 0,
+                "wantrain_config": OmegaConf.to_container(cfg, resolve=True)}, path)
+    return module, path
