@@ -17,7 +17,7 @@ def _env_int(*names: str, default: int) -> int:
 
 
 def process_rank() -> tuple[int, int]:
-    """(rank, world_size) of this process: torchrun's RANK/WORLD_SIZE, else srun's SLURM_PROCID/SLURM_NTASKS, else (0, 1)."""
+    """(rank, world_size): torchrun's RANK/WORLD_SIZE, else srun's SLURM_PROCID/SLURM_NTASKS, else (0, 1)."""
     return _env_int("RANK", "SLURM_PROCID", default=0), _env_int("WORLD_SIZE", "SLURM_NTASKS", default=1)
 
 

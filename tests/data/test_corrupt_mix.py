@@ -59,7 +59,8 @@ def corrupt_mix(root: Path) -> tuple[list[str], dict[str, int], int]:
     good = lambda i: synthetic_sample(5, i, **CLIP)  # noqa: E731
     shards = [
         [("a0", good(0)), ("bad_mp4", {**good(1), "mp4": b"\x00\x01garbage" * 100}), ("a1", good(2)),
-         ("empty_txt", {**good(3), "txt": b""}), ("a2", good(4)), ("blank_txt", {**good(5), "txt": b" \n", "json": b"{}"}),
+         ("empty_txt", {**good(3), "txt": b""}), ("a2", good(4)),
+         ("blank_txt", {**good(5), "txt": b" \n", "json": b"{}"}),
          ("a3", good(6))],
         [("a4", good(7)), ("bad_json", {**good(8), "json": b'{"caption": "x",'}), ("a5", good(9)),
          ("no_frames", {**good(10), "mp4": b"", "mkv": zero_frame_video()}), ("a6", good(11)),
@@ -117,7 +118,7 @@ def test_a_stream_without_one_usable_sample_fails_with_the_fix():
             counter.add("too_short", f"s{i}: 32 frames < window of 40 x step 1")
     counter = SkipCounter(max_pending=50)
     for _ in range(10):  # skips between batches are fine
-        for i in range(40):
+        for _i in range(40):
             counter.add("undecodable_video")
         counter.take()
 

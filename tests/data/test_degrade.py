@@ -7,8 +7,17 @@ import math
 import pytest
 import torch
 
-from wantrain.data.degrade import (DegradeConfig, add_noise, codec_compress, degrade, downsample, gaussian_blur,
-                                   jpeg_compress, noise_augment, random_crop)
+from wantrain.data.degrade import (
+    DegradeConfig,
+    add_noise,
+    codec_compress,
+    degrade,
+    downsample,
+    gaussian_blur,
+    jpeg_compress,
+    noise_augment,
+    random_crop,
+)
 
 
 def _smooth(b: int = 2, t: int = 3, size: int = 32) -> torch.Tensor:

@@ -33,7 +33,8 @@ def test_from_folder_writes_readable_shards_and_resumes(tmp_path, check_batch):
 
     first = write_shards_from_folder(src, out, captions_csv=csv, shard_size=3, progress=False)
     assert first.written == 7 and first.shards == ["shard-00000.tar", "shard-00001.tar", "shard-00002.tar"]
-    assert {r: len(p) for r, p in first.skipped.items()} == {"undecodable_video": 1, "missing_caption": 1, "zero_size": 1}
+    skipped = {reason: len(paths) for reason, paths in first.skipped.items()}
+    assert skipped == {"undecodable_video": 1, "missing_caption": 1, "zero_size": 1}
     assert "skipped 1 (missing_caption): b/clip8.mp4" in first.describe()
     with tarfile.open(out / "shard-00001.tar") as tar:
         meta = json.loads(tar.extractfile("000000003.json").read())

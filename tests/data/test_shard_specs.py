@@ -24,7 +24,8 @@ def test_expand_spec_forms(tmp_path):
     listing = tmp_path / "shards.txt"
     listing.write_text("# my shards\ns-000.tar\n\n" + paths[3] + "\npipe:cat " + paths[1] + "\n")
     assert expand_shard_spec(str(listing)) == [paths[0], paths[3], "pipe:cat " + paths[1]]
-    assert expand_shard_spec("pipe:aws s3 cp s3://b/{0..2}.tar -") == [f"pipe:aws s3 cp s3://b/{i}.tar -" for i in range(3)]
+    expected = [f"pipe:aws s3 cp s3://b/{i}.tar -" for i in range(3)]
+    assert expand_shard_spec("pipe:aws s3 cp s3://b/{0..2}.tar -") == expected
     assert expand_shard_spec("https://host/d/{00..01}.tar") == ["https://host/d/00.tar", "https://host/d/01.tar"]
     assert expand_shard_spec(f"{paths[0]}::{paths[1]}") == paths[:2]
 

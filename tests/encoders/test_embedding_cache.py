@@ -113,7 +113,8 @@ def test_cache_shard_members_dtype_and_live_equality(tmp_path, shards, encoders,
         torch.testing.assert_close(torch.from_numpy(t5).float(), emb[0][mask[0]], atol=2e-3, rtol=2e-3)
     for i in range(3):
         dit = np.load(io.BytesIO(cached[f"{i:06d}.dit.npy"]), allow_pickle=False)
-        sample = {"__key__": f"{i:06d}", **{n.split(".", 1)[1]: d for n, d in original.items() if n.startswith(f"{i:06d}.")}}
+        members = {n.split(".", 1)[1]: d for n, d in original.items() if n.startswith(f"{i:06d}.")}
+        sample = {"__key__": f"{i:06d}", **members}
         live = image_enc(load(sample)[None])[0]
         assert dit.dtype == np.float16 and dit.shape == (image_enc.num_tokens, image_enc.dim)
         torch.testing.assert_close(torch.from_numpy(dit).float(), live, atol=5e-3, rtol=5e-3)
@@ -129,7 +130,8 @@ def test_custom_image_loader_and_reencoding_replaces_old_arrays(tmp_path, shards
 
     encode_shard(shards[0], tmp_path / "a.tar", text_enc, image_enc, load_image=load_image)
     assert calls == ["000000", "000001", "000002"]
-    encode_shard(tmp_path / "a.tar", tmp_path / "b.tar", None, image_enc, first_frames(image_enc.resolution))  # re-encode images only
+    # re-encode images only
+    encode_shard(tmp_path / "a.tar", tmp_path / "b.tar", None, image_enc, first_frames(image_enc.resolution))
     a, b = _members(tmp_path / "a.tar"), _members(tmp_path / "b.tar")
     assert sorted(a) == sorted(b)
     assert a["000000.t5.npy"] == b["000000.t5.npy"] and a["000000.dit.npy"] != b["000000.dit.npy"]
@@ -137,16 +139,16 @@ def test_custom_image_loader_and_reencoding_replaces_old_arrays(tmp_path, shards
 
 def test_resumable_per_shard_and_rank_split(tmp_path, shards, encoders):
     text_enc, image_enc = encoders
-    out = tmp_path / "out"
-    rows = encode_shards(shards, out, text_enc, image_enc, first_frames(image_enc.resolution), progress=False, rank=1, world_size=2)
+    out, load = tmp_path / "out", first_frames(image_enc.resolution)
+    rows = encode_shards(shards, out, text_enc, image_enc, load, progress=False, rank=1, world_size=2)
     assert [r["status"] for r in rows] == ["written"] and not (out / shards[0].name).exists()
-    rows = encode_shards(shards, out, text_enc, image_enc, first_frames(image_enc.resolution), progress=False)
+    rows = encode_shards(shards, out, text_enc, image_enc, load, progress=False)
     assert [r["status"] for r in rows] == ["written", "skipped"]
     # a truncated output (e.g. copied by hand) is not complete: it is rewritten
     data = (out / shards[0].name).read_bytes()
     (out / shards[0].name).write_bytes(data[: len(data) // 2])
     assert not is_complete(out / shards[0].name)
-    rows = encode_shards(shards, out, text_enc, image_enc, first_frames(image_enc.resolution), progress=False)
+    rows = encode_shards(shards, out, text_enc, image_enc, load, progress=False)
     assert [r["status"] for r in rows] == ["written", "skipped"]
     assert is_complete(out / shards[0].name) and (out / shards[0].name).read_bytes() == data
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # no temp files left

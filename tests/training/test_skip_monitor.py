@@ -10,10 +10,10 @@ import pytorch_lightning as pl
 import torch
 
 from wantrain.data.synthetic import synthetic_sample
-from wantrain.training.datamodule import VideoShardDataModule
-from wantrain.training.skip_monitor import SkippedSamplesMonitor
 from wantrain.errors import WantrainError
 from wantrain.io.tar import write_shard
+from wantrain.training.datamodule import VideoShardDataModule
+from wantrain.training.skip_monitor import SkippedSamplesMonitor
 
 CLIP = dict(num_frames=10, size=32, fps=8, gop=5)
 
@@ -94,5 +94,6 @@ def test_mostly_broken_data_stops_training_with_a_clear_error(tmp_path):
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[SkippedSamplesMonitor(min_samples=16)])
-    with pytest.raises(WantrainError, match=r"\d+\.\d% of \d+ samples were skipped \(undecodable_video=.*max_skip_fraction=0\.3"):
+    expected = r"\d+\.\d% of \d+ samples were skipped \(undecodable_video=.*max_skip_fraction=0\.3"
+    with pytest.raises(WantrainError, match=expected):
         trainer.fit(TinyVideoModel(), datamodule=dm)

@@ -53,7 +53,8 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     (out / f"encode-report-rank{rank}.json").write_text(json.dumps(rows, indent=1))
     failed = [row for row in rows if row["status"] == "error"]
     done = sum(row["status"] == "written" for row in rows)
-    print(f"encoded {done} shard(s) into {out}, {len(rows) - done - len(failed)} already complete, {len(failed)} failed")
+    skipped = len(rows) - done - len(failed)
+    print(f"encoded {done} shard(s) into {out}, {skipped} already complete, {len(failed)} failed")
     if failed:
         raise WantrainError(f"{len(failed)} shard(s) could not be encoded (first: {failed[0]['shard']}: "
                             f"{failed[0]['error']}); see {out}/encode-report-rank{rank}.json")

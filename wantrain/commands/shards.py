@@ -52,4 +52,5 @@ def run(cfg: DictConfig, action: str | None) -> None:
     )
     print(summary.describe())
     if summary.shards:
-        print(f"train_shards={cfg.out}/{summary.shards[0].rsplit('-', 1)[0]}-{{00000..{len(summary.shards) - 1:05d}}}.tar")
+        prefix = summary.shards[0].rsplit("-", 1)[0]
+        print(f"train_shards={cfg.out}/{prefix}-{{00000..{len(summary.shards) - 1:05d}}}.tar")

@@ -56,7 +56,8 @@ def sample_window(
     return [o % num_available for o in offsets]
 
 
-def crop_box(height: int, width: int, size: tuple[int, int], rng: random.Random | None = None) -> tuple[int, int, int, int]:
+def crop_box(height: int, width: int, size: tuple[int, int],
+             rng: random.Random | None = None) -> tuple[int, int, int, int]:
     """(top, left, h, w) of the source region that covers `size` after resizing the shorter side."""
     out_h, out_w = size
     scale = max(out_h / height, out_w / width)
@@ -102,5 +103,5 @@ def scale_box(box: tuple[int, int, int, int], src: tuple[int, int], dst: tuple[i
     """Map a crop box on an (H, W) = `src` frame onto an image of size `dst` (same relative region)."""
     sy, sx = dst[0] / src[0], dst[1] / src[1]
     top, left, ch, cw = box
-    t, l = int(round(top * sy)), int(round(left * sx))
-    return t, l, max(1, min(dst[0] - t, int(round(ch * sy)))), max(1, min(dst[1] - l, int(round(cw * sx))))
+    t, lft = int(round(top * sy)), int(round(left * sx))
+    return t, lft, max(1, min(dst[0] - t, int(round(ch * sy)))), max(1, min(dst[1] - lft, int(round(cw * sx))))

@@ -29,18 +29,22 @@ class FolderSummary:
         """A short human summary."""
         lines = [f"{self.written} clip(s) in {len(self.shards)} shard(s) ({self.resumed_from} from a previous run)"]
         for reason, paths in sorted(self.skipped.items()):
-            lines.append(f"skipped {len(paths)} ({reason}): " + ", ".join(paths[:5]) + (" ..." if len(paths) > 5 else ""))
+            more = " ..." if len(paths) > 5 else ""
+            lines.append(f"skipped {len(paths)} ({reason}): " + ", ".join(paths[:5]) + more)
         return "\n".join(lines)
 
 
-def read_caption_csv(path: str | os.PathLike, path_column: str | None = None, caption_column: str = "caption") -> dict[str, str]:
+def read_caption_csv(path: str | os.PathLike, path_column: str | None = None,
+                     caption_column: str = "caption") -> dict[str, str]:
     """{relative path or stem: caption} from a csv with a caption column and a path/file/key/video column."""
     with open(path, newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         cols = reader.fieldnames or []
-        key_col = path_column or next((c for c in ("path", "file", "filename", "video", "key", "videoid") if c in cols), None)
+        names = ("path", "file", "filename", "video", "key", "videoid")
+        key_col = path_column or next((c for c in names if c in cols), None)
         if key_col is None or caption_column not in cols:
-            raise ValueError(f"{path}: need a '{caption_column}' column and a path column (path/file/filename/video/key); found {cols}")
+            raise ValueError(f"{path}: need a '{caption_column}' column and a path column "
+                             f"(path/file/filename/video/key); found {cols}")
         return {row[key_col].strip(): (row[caption_column] or "").strip() for row in reader}
 
 

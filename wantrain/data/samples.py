@@ -10,7 +10,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from wantrain.data.clips import as_size, cover_size, crop_box, frame_step, resize_crop, sample_window, scale_box, to_unit
+from wantrain.data.clips import (
+    as_size,
+    cover_size,
+    crop_box,
+    frame_step,
+    resize_crop,
+    sample_window,
+    scale_box,
+    to_unit,
+)
 from wantrain.data.skips import SkipError
 from wantrain.data.video import FramesOutOfRange, VideoDecodeError, open_video
 from wantrain.io.tar import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS

@@ -190,10 +190,12 @@ def write_synthetic_dataset(
     existing = _read_manifest(out)
     if existing is not None:
         if existing["args"] != args:
-            raise ValueError(f"{out} holds a synthetic set made with {existing['args']}; delete it or choose another out dir")
+            raise ValueError(f"{out} holds a synthetic set made with {existing['args']}; "
+                             "delete it or choose another out dir")
         return existing
     if out.exists() and any(out.iterdir()):
-        raise FileExistsError(f"{out} exists and is not a synthetic set (no {MANIFEST}); choose an empty or new out dir")
+        raise FileExistsError(f"{out} exists and is not a synthetic set (no {MANIFEST}); "
+                              "choose an empty or new out dir")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -39,7 +39,7 @@ class VideoReader(Protocol):
     frames_decoded: int  # frames the decoder actually produced (the cost of get_frames)
 
     def get_frames(self, indices: list[int], size: tuple[int, int] | None = None) -> np.ndarray:
-        """Frames at `indices` (any order, repeats allowed) as (N, H, W, 3) uint8, scaled to `size` = (H, W) if given."""
+        """Frames at `indices` (any order, repeats allowed) as (N, H, W, 3) uint8, scaled to `size` (H, W) if given."""
         ...
 
     def close(self) -> None:
@@ -137,7 +137,8 @@ class PyAVReader:
         return True
 
     def get_frames(self, indices: list[int], size: tuple[int, int] | None = None) -> np.ndarray:
-        """Frames at `indices` as (N, H, W, 3) uint8 (scaled to `size`), decoding only [min, max] from the keyframe before."""
+        """Frames at `indices` as (N, H, W, 3) uint8 (scaled to `size`), decoding only [min, max] from the keyframe
+        before."""
         if not indices:
             raise ValueError("get_frames needs at least one index")
         first, last = min(indices), max(indices)

@@ -77,7 +77,8 @@ def encode_shard(
     validation batches condition on). Re-encoding replaces older arrays of the same names.
     """
     if image_encoder is not None and load_image is None:
-        raise ValueError("encode_shard needs load_image with an image encoder, e.g. SampleDecoder(...).conditioning_image")
+        raise ValueError("encode_shard needs load_image with an image encoder, "
+                         "e.g. SampleDecoder(...).conditioning_image")
     stats = {"samples": 0, text_name: 0, image_name: 0, "missing_caption": 0, "undecodable_image": 0}
 
     def flush(writer: ShardWriter, batch: list[dict]) -> None:

@@ -68,7 +68,8 @@ def load_state_dict(path: str | os.PathLike, what: str = "weights file", fix: st
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
-        raise WantrainError(f"{what} {path} holds a {type(state).__name__}, not a state dict{f'; {fix}' if fix else ''}")
+        tail = f"; {fix}" if fix else ""
+        raise WantrainError(f"{what} {path} holds a {type(state).__name__}, not a state dict{tail}")
     return state
 
 

@@ -114,7 +114,8 @@ class VideoShardDataModule(pl.LightningDataModule):
         if self.train_shards is None:
             raise ValueError("data.train_shards is not set; point it at your training shards")
         if not self.resampled and self._rank()[1] > 1:
-            raise ValueError("data.resampled=false gives ranks unequal batch counts (DDP would hang); set data.resampled=true")
+            raise ValueError("data.resampled=false gives ranks unequal batch counts (DDP would hang); "
+                             "set data.resampled=true")
         return self._loader(self.train_shards, "train_shards", train=True)
 
     def val_dataloader(self) -> ShardLoader | list:

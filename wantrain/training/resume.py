@@ -14,7 +14,6 @@ from pathlib import Path
 from wantrain.errors import WantrainError
 from wantrain.io.weights import load_torch_file
 
-
 HPC_PATTERN = "hpc_ckpt_*.ckpt"  # Lightning's name for the checkpoint saved on the SLURM requeue signal
 
 

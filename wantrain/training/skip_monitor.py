@@ -58,7 +58,8 @@ class SkippedSamplesMonitor(pl.Callback):
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, logger=True, sync_dist=False)
         ceiling = self._ceiling(trainer)
         if ceiling is not None and seen >= self.min_samples and fraction > ceiling:
-            worst = ", ".join(f"{r}={int(c)}" for r, c in sorted(zip(SKIP_REASONS, skipped.tolist()), key=lambda x: -x[1]) if c)
+            ranked = sorted(zip(SKIP_REASONS, skipped.tolist()), key=lambda x: -x[1])
+            worst = ", ".join(f"{r}={int(c)}" for r, c in ranked if c)
             raise WantrainError(
                 f"{fraction:.1%} of {int(seen)} samples were skipped ({worst}) > data.max_skip_fraction={ceiling}: "
                 "the shards are mostly broken; check them (see the warnings) or raise data.max_skip_fraction"
