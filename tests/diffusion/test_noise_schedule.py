@@ -9,7 +9,8 @@ from diffusers import DDPMScheduler
 from wantrain.diffusion.schedule import NoiseSchedule, snr
 
 
-def invert(x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, s: NoiseSchedule) -> tuple[torch.Tensor, torch.Tensor]:
+def invert(x_t: torch.Tensor, output: torch.Tensor, t: torch.Tensor, s: NoiseSchedule,
+           ) -> tuple[torch.Tensor, torch.Tensor]:
     """(x0, eps) recovered from a model output at (x_t, t), by the textbook formulas (independent of the package)."""
     a = s.alphas_cumprod[t].view(-1, *([1] * (x_t.ndim - 1)))
     sa, s1a = a.sqrt(), (1 - a).sqrt()

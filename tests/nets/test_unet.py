@@ -50,7 +50,8 @@ def test_odd_frames_non_square(positions: str) -> None:
     assert out.shape == (2, 3, 5, 8, 12)
     assert torch.isfinite(out).all() and out.abs().sum() > 0
     # concat=None means zeros (text-to-video)
-    assert torch.allclose(model(x, t, ctx, mask, pooled, None), model(x, t, ctx, mask, pooled, torch.zeros_like(concat)))
+    zeros = torch.zeros_like(concat)
+    assert torch.allclose(model(x, t, ctx, mask, pooled, None), model(x, t, ctx, mask, pooled, zeros))
 
 
 def test_fresh_output_is_zero_and_bad_size_error() -> None:

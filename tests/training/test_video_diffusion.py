@@ -172,11 +172,13 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
     """i2v_64's structure (levels, attention, checkpointing, epsilon + min-SNR) at CPU width, tiny encoders."""
     cfg = compose(
         "+experiment=i2v_64", f"paths.data_dir={data_dir}", "trainer=cpu", "data.num_workers=0", "data.batch_size=1",
-        f"data.train_shards={data_dir}/synthetic/train-00000.tar", f"data.val_shards={data_dir}/synthetic/val-00000.tar",
+        f"data.train_shards={data_dir}/synthetic/train-00000.tar",
+        f"data.val_shards={data_dir}/synthetic/val-00000.tar",
         "model.build_tiny_encoders=true", f"model.text_encoder.path={data_dir}/encoders/tiny-t5",
         f"model.image_encoder.path={data_dir}/encoders/tiny-dit", "model.text_encoder.dtype=float32",
         "model.image_encoder.dtype=float32", "model.image_encoder.block=-1", "model.fusion.text_dim=32",
-        "model.fusion.image_dim=32", "model.fusion.width=64", "model.fusion.num_heads=4", "model.unet.model_channels=16",
+        "model.fusion.image_dim=32", "model.fusion.width=64", "model.fusion.num_heads=4",
+        "model.unet.model_channels=16",
         "model.unet.norm_groups=8", "model.unet.head_dim=16", root=tmp_path)
     model = instantiate(cfg.model)
     assert model.unet.gradient_checkpointing and model.model.schedule.prediction_type == "epsilon"
@@ -214,7 +216,8 @@ def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(com
     assert last < 0.1 * first, (first, last)  # the loss fell by more than 90%
 
     psnr = model.video_writer.psnr(model.generate(batch), batch["video"]).item()
-    print(f"overfit one clip: loss {first:.4f} -> {last:.4f}; DDIM PSNR {psnr:.1f} dB (untrained {untrained_psnr:.1f} dB)")
+    print(f"overfit one clip: loss {first:.4f} -> {last:.4f}; DDIM PSNR {psnr:.1f} dB "
+          f"(untrained {untrained_psnr:.1f} dB)")
     assert psnr > 20.0 and psnr > untrained_psnr + 10.0
 
 

@@ -112,7 +112,8 @@ class VideoDiffusion(nn.Module):
         """
         b = noise.shape[0]
 
-        def pred_fn(x: torch.Tensor, t: torch.Tensor, drop_text: torch.Tensor, drop_image: torch.Tensor) -> torch.Tensor:
+        def pred_fn(x: torch.Tensor, t: torch.Tensor, drop_text: torch.Tensor, drop_image: torch.Tensor,
+                    ) -> torch.Tensor:
             return self(x, t, cond.repeat(x.shape[0] // b), drop_text, drop_image)
 
         scheduler = make_sampler(self.schedule.config, kind=sampler)

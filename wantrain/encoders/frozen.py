@@ -46,10 +46,8 @@ def resolve_local(path: str | os.PathLike, what: str, hint: str) -> Path:
 def has_weights(folder: Path, stems: Iterable[str]) -> bool:
     """True if `folder` holds a weight file for one of the stems (sharded, variant or index files count)."""
     names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-    pattern = re.compile(
-        r"^(%s)(\.[A-Za-z0-9_]+)?(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$"
-        % "|".join(re.escape(s) for s in stems)
-    )
+    alternatives = "|".join(re.escape(s) for s in stems)
+    pattern = re.compile(rf"^({alternatives})(\.[A-Za-z0-9_]+)?(-\d+-of-\d+)?\.(safetensors|bin)(\.index\.json)?$")
     return any(pattern.match(n) for n in names)
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -36,7 +37,7 @@ def build_diffusion(config: dict[str, Any]) -> VideoDiffusion:
 
 
 class BaseModel(nn.Module):
-    """Samples (B, 3, T, H, W) clips in [-1, 1] from first frames (B, 3, H, W) + prompts with classifier-free guidance."""
+    """Samples (B, 3, T, H, W) clips in [-1, 1] from first frames (B, 3, H, W) + prompts, with guidance."""
 
     def __init__(self, model: VideoDiffusion, config: dict[str, Any]) -> None:
         super().__init__()
@@ -62,9 +63,9 @@ class BaseModel(nn.Module):
 
     def load_encoders(self, text_path: str | None = None, image_path: str | None = None) -> None:
         """Load the frozen T5-family and DiT/CLIP encoders and check their widths against the fusion module."""
-        self.encoders = FrozenEncoders(partial(_load_encoder, self.config.get("text_encoder"), text_path, "text_encoder"),
-                                       partial(_load_encoder, self.config.get("image_encoder"), image_path,
-                                               "image_encoder"))
+        text = partial(_load_encoder, self.config.get("text_encoder"), text_path, "text_encoder")
+        image = partial(_load_encoder, self.config.get("image_encoder"), image_path, "image_encoder")
+        self.encoders = FrozenEncoders(text, image)
         self.encoders.load()
         fusion = self.model.fusion
         self.encoders.check_dims(fusion.text_dim, fusion.image_dim, fix="wrong encoder paths?")

@@ -44,15 +44,15 @@ class CrossAttentionLayer(nn.Module):
         self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x (B, L, W) attends to context (B, N, W) (context_mask (B, N) bool, True = real) -> (B, L, W)."""
-        b, l, w = x.shape
+        b, n, w = x.shape
         h = self.num_heads
-        q = self.to_q(self.norm_q(x)).view(b, l, h, w // h).transpose(1, 2)  # (B, h, L, W/h)
+        q = self.to_q(self.norm_q(x)).view(b, n, h, w // h).transpose(1, 2)  # (B, h, L, W/h)
         k, v = self.to_kv(self.norm_kv(context)).chunk(2, dim=-1)
         k = k.view(b, -1, h, w // h).transpose(1, 2)  # (B, h, N, W/h)
         v = v.view(b, -1, h, w // h).transpose(1, 2)
         attn_mask = None if context_mask is None else context_mask[:, None, None, :]  # (B, 1, 1, N)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # (B, h, L, W/h)
-        x = x + self.to_out(out.transpose(1, 2).reshape(b, l, w))
+        x = x + self.to_out(out.transpose(1, 2).reshape(b, n, w))
         return x + self.mlp(self.norm_mlp(x))
 
 
@@ -118,10 +118,10 @@ class ConditionFusion(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """text (B, L, D_t), text_mask (B, L) bool, image (B, N, D_i), drop_* (B,) bool
         -> (context (B, L+N, width), context_mask (B, L+N) bool, pooled (B, width))."""
-        b, l, _ = text.shape
+        b, length, _ = text.shape
         n = image.shape[1]
         if text_mask is None:
-            text_mask = torch.ones(b, l, dtype=torch.bool, device=text.device)
+            text_mask = torch.ones(b, length, dtype=torch.bool, device=text.device)
         text_mask = text_mask.bool()
         text_tokens = self.text_projection(text)  # (B, L, W)
         image_tokens = self.image_projection(image)  # (B, N, W)
@@ -129,7 +129,7 @@ class ConditionFusion(nn.Module):
             null = self.null_image.to(image_tokens.dtype).expand(b, n, -1)
             image_tokens = torch.where(drop_image.view(b, 1, 1), null, image_tokens)
         if drop_text is not None:
-            null_mask = torch.zeros(l, dtype=torch.bool, device=text.device)
+            null_mask = torch.zeros(length, dtype=torch.bool, device=text.device)
             null_mask[0] = True  # one learned null token, the rest masked out
             null = null_mask[None, :, None].to(text_tokens.dtype) * self.null_text.to(text_tokens.dtype)  # (1, L, W)
             text_tokens = torch.where(drop_text.view(b, 1, 1), null, text_tokens)

@@ -82,7 +82,8 @@ class SpatioTemporalUNet(nn.Module):
         attention_levels = tuple(attention_levels)
         bad = [lvl for lvl in attention_levels if not 0 <= lvl < len(channel_mult)]
         if bad:
-            raise ValueError(f"attention_levels {bad} out of range for {len(channel_mult)} levels (0..{len(channel_mult) - 1})")
+            raise ValueError(f"attention_levels {bad} out of range for {len(channel_mult)} levels "
+                             f"(0..{len(channel_mult) - 1})")
         for ch in {model_channels * m for m in channel_mult}:
             if ch % norm_groups:
                 raise ValueError(f"channels {ch} not divisible by norm_groups {norm_groups}; change model_channels")

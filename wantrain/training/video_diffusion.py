@@ -1,4 +1,4 @@
-"""`VideoDiffusionModule`: trains a `VideoDiffusion` (UNet + fusion + schedule) and keeps its EMA; Lightning glue only."""
+"""`VideoDiffusionModule`: trains a `VideoDiffusion` (UNet + fusion + schedule) and keeps its EMA (Lightning glue)."""
 
 from __future__ import annotations
 
