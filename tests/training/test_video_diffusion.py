@@ -112,6 +112,19 @@ def test_generate_is_deterministic_for_a_seed(tiny_cfg):
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
+def test_sampling_runs_the_frozen_encoders_once_per_call(tiny_cfg):
+    """Validation sampling encodes captions and first frames once, not at every denoising step and guidance branch."""
+    model = instantiate(tiny_cfg.model)
+    model.setup("validate")
+    batch = first_val_batch(tiny_cfg)
+    model.sampling.update(num_steps=4, text_scale=3.0, image_scale=1.5)  # 4 steps x 3 guidance branches
+    calls = []
+    for encoder in (model.encoders.text, model.encoders.image):
+        encoder.register_forward_hook(lambda module, args, out: calls.append(type(module).__name__))
+    model.generate(batch)
+    assert sorted(calls) == ["FrozenImageEncoder", "FrozenTextEncoder"]
+
+
 @pytest.mark.slow
 def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir, tmp_path):
     common = [f"paths.data_dir={data_dir}", "run_name=r", "data.samples_per_epoch=8", "data.batch_size=2",
