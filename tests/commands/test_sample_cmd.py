@@ -127,12 +127,28 @@ def test_sample_writes_an_mp4_at_the_upsampled_size(single):
     assert record["seed"] == 3 and record["stages"] == 1 and record["num_steps"] == 2
 
 
-def test_export_holds_safetensors_and_configs(exported):
+def test_export_holds_safetensors_and_configs(exported, stages):
     index = json.loads((exported / "wantrain_export.json").read_text())
-    assert index["stages"] == ["sr0"]
-    assert {p.name for p in (exported / "base").iterdir()} == {"config.json", "unet.safetensors", "fusion.safetensors"}
-    assert {p.name for p in (exported / "sr0").iterdir()} == {"config.json", "generator.safetensors"}
-    assert json.loads((exported / "sr0" / "config.json").read_text())["lr_size"] == [32, 32]
+    assert index["stages"] == ["sr_stage1"]  # named like the experiment that trained it
+    for name in ("base", "sr_stage1"):  # one format: config.json + model.safetensors (one state dict) per model
+        assert {p.name for p in (exported / name).iterdir()} == {"config.json", "model.safetensors"}
+    config = json.loads((exported / "sr_stage1" / "config.json").read_text())
+    assert config["lr_size"] == [32, 32] and config["stage"] == 1
+    # fit wrote the same format at the end of training: the same weights, the same stage description
+    from_fit = stages["sr"].parent.parent / "export" / "sr_stage1"
+    assert {p.name for p in from_fit.iterdir()} == {"config.json", "model.safetensors"}
+    fit_config = json.loads((from_fit / "config.json").read_text())
+    assert {k: fit_config[k] for k in ("kind", "stage", "lr_size")} == {k: config[k] for k in ("kind", "stage", "lr_size")}
+    assert (from_fit / "model.safetensors").read_bytes() == (exported / "sr_stage1" / "model.safetensors").read_bytes()
+
+
+def test_fits_export_samples_the_same_clip_as_its_checkpoint(stages, single, image, tmp_path):
+    out = tmp_path / "from-fit-export.mp4"
+    fit_export = stages["sr"].parent.parent / "export" / "sr_stage1"
+    code = run_main(["sample", f"base_ckpt={stages['base']}", f"sr_ckpts=[{fit_export}]", f"image={image}",
+                     "prompt=a red square moving", "seed=3", f"out={out}", *SAMPLE_FAST], tmp_path)
+    assert code == 0
+    assert np.array_equal(frames_of(out), frames_of(single))
 
 
 def test_export_loads_without_lightning(exported, tmp_path):
@@ -171,15 +187,15 @@ def test_sample_error_exits_1_in_one_line(stages, image, wantrain_cli, tmp_path)
 def _mismatched_stage(exported: Path, folder: Path) -> Path:
     """The exported stage, relabelled as trained for 64→128 (what a stage-2 checkpoint says)."""
     stage = folder / "sr_64"
-    shutil.copytree(exported / "sr0", stage)
+    shutil.copytree(exported / "sr_stage1", stage)
     config = json.loads((stage / "config.json").read_text())
-    (stage / "config.json").write_text(json.dumps({**config, "lr_size": [64, 64], "stage": 1}))
+    (stage / "config.json").write_text(json.dumps({**config, "lr_size": [64, 64], "stage": 2}))
     return stage
 
 
 @pytest.mark.parametrize("case, expected", [
     ("base_as_sr", "is a base (diffusion) model, not an upsampler stage"),
-    ("stage_mismatch", "trained on 64x64 -> 128x128 but the clip entering it is 32x32"),
+    ("stage_mismatch", "(sr_stage2) was trained on 64x64 -> 128x128 but the clip entering it is 32x32"),
     ("missing_ckpt", "no such file or folder"),
     ("garbage_ckpt", "is not a readable checkpoint"),
     ("bad_image", "cannot be read as an image"),

@@ -42,7 +42,8 @@ def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path, capsys):
     assert code == 0
     stdout = capsys.readouterr().out
     report = read_metrics(tmp_path)
-    assert report["stage"] == "diffusion" and report["weights"] == "ema" and report["global_step"] == 3
+    assert report["model"] == "diffusion" and report["weights"] == "ema" and report["global_step"] == 3
+    assert "stage" not in report  # "stage" means only a cascade ×2 stage
     m = report["metrics"]
     assert m["clips"] == 2 and m["generated_clips"] == 2
     assert all(math.isfinite(m[k]) for k in ("loss", "loss_t0", "loss_t3", "first_frame_psnr", "tdiff", "fvd"))
@@ -57,7 +58,7 @@ def test_upsampler_checkpoint_metrics_vs_bicubic(stages, tmp_path, capsys):
     assert code == 0
     stdout = capsys.readouterr().out
     report = read_metrics(tmp_path)
-    assert report["stage"] == "upsampler"
+    assert report["model"] == "upsampler" and report["stage"] == 1  # +experiment=sr_tiny plays sr_stage1
     for name in ("psnr", "ssim", "psnr_y", "ssim_y", "tdiff"):
         assert math.isfinite(report["metrics"][name]) and math.isfinite(report["baseline"][name])
     assert report["metrics"]["psnr"] > 15 and report["baseline"]["psnr"] > 15  # real 64 px clips, not noise
