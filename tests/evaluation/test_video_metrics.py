@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from wantrain.evaluation.video_metrics import first_frame_psnr, psnr_per_clip, temporal_difference, temporal_jump
+from wantrain.evaluation.video_metrics import first_frame_psnr, psnr, temporal_difference, temporal_jump
 
 
 def test_first_frame_psnr():
@@ -15,7 +15,7 @@ def test_first_frame_psnr():
     assert torch.equal(first_frame_psnr(video, image), torch.full((2,), 100.0))
     shifted = video + 0.2  # mse 0.04 on a data range of 2: 10 log10(4 / 0.04) = 20 dB
     assert torch.allclose(first_frame_psnr(shifted, image), torch.full((2,), 20.0), atol=1e-4)
-    assert math.isclose(psnr_per_clip(shifted, video)[0].item(), 20.0, abs_tol=1e-4)
+    assert math.isclose(psnr(shifted, video)[0].item(), 20.0, abs_tol=1e-4)
 
 
 def test_temporal_difference_and_jump():
@@ -28,3 +28,17 @@ def test_temporal_difference_and_jump():
     assert math.isclose(temporal_jump(ramp).item(), 1.0, rel_tol=1e-5)
     cut = torch.cat([torch.zeros(1, 3, 3, 4, 4), torch.ones(1, 3, 2, 4, 4)], dim=2)  # one scene cut
     assert math.isclose(temporal_jump(cut).item(), 4.0, rel_tol=1e-5)
+
+
+def test_one_psnr_for_both_value_ranges_matches_torchmetrics():
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(3, 3, 2, 8, 8, generator=gen) * 2 - 1, torch.rand(3, 3, 2, 8, 8, generator=gen) * 2 - 1
+    per_clip = psnr(a, b)  # [-1, 1]: data range 2
+    assert per_clip.shape == (3,)
+    for i in range(3):
+        ref = peak_signal_noise_ratio(a[i:i + 1], b[i:i + 1], data_range=(-1.0, 1.0))
+        assert torch.allclose(per_clip[i], ref, atol=1e-4)
+    assert torch.allclose(psnr((a + 1) / 2, (b + 1) / 2, data_range=1.0), per_clip, atol=1e-4)  # [0, 1]
+    assert torch.equal(psnr(a, a), torch.full((3,), 100.0))
