@@ -123,7 +123,8 @@ def test_checkpoint_of_another_stage_or_architecture(cli, data_dir, checkpoints,
              "was trained by UpsamplerModule")
     one_line(*cli("fit", *base(data_dir, "y"), f"ckpt_path={checkpoints['diff']}", "trainer.max_steps=3",
                   "model.unet.model_channels=16"), 1,
-             "does not fit this model: model.unet.", "in the checkpoint but", "use the model settings it was trained with")
+             "does not fit this model: model.unet.", "in the checkpoint but",
+             "use the model settings it was trained with")
     evil = tmp_path / "evil.ckpt"
     state = torch.load(checkpoints["diff"], weights_only=True)
     state["payload"] = Path("x")  # any non-tensor object: torch.save pickles it as a class instance

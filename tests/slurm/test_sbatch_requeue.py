@@ -9,7 +9,6 @@ import subprocess
 
 import pytest
 import torch
-
 from conftest import REPO, job_fields, slurm_env, wait_for  # tests/slurm/conftest.py
 
 pytestmark = [pytest.mark.slurm, pytest.mark.ddp, pytest.mark.slow]

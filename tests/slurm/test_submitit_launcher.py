@@ -9,7 +9,6 @@ import sys
 import pytest
 import torch
 import yaml
-
 from conftest import slurm_env  # tests/slurm/conftest.py
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
