@@ -138,7 +138,8 @@ def test_export_holds_safetensors_and_configs(exported, stages):
     from_fit = stages["sr"].parent.parent / "export" / "sr_stage1"
     assert {p.name for p in from_fit.iterdir()} == {"config.json", "model.safetensors"}
     fit_config = json.loads((from_fit / "config.json").read_text())
-    assert {k: fit_config[k] for k in ("kind", "stage", "lr_size")} == {k: config[k] for k in ("kind", "stage", "lr_size")}
+    keys = ("kind", "stage", "lr_size")
+    assert {k: fit_config[k] for k in keys} == {k: config[k] for k in keys}
     assert (from_fit / "model.safetensors").read_bytes() == (exported / "sr_stage1" / "model.safetensors").read_bytes()
 
 
@@ -153,7 +154,8 @@ def test_fits_export_samples_the_same_clip_as_its_checkpoint(stages, single, ima
 
 def test_export_loads_without_lightning(exported, tmp_path):
     code = ("import sys; from wantrain.inference import load_exported; p = load_exported(sys.argv[1]); "
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('pytorch_lightning', 'lightning', 'lightning_fabric', 'hydra')]; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in "
+            "('pytorch_lightning', 'lightning', 'lightning_fabric', 'hydra')]; "
             "assert not bad, bad; print(p.sizes)")
     result = subprocess.run([sys.executable, "-c", code, str(exported)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

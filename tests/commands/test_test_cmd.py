@@ -7,8 +7,11 @@ import math
 
 import pytest
 import torch
-
-from test_sample_cmd import run_cli, run_main, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
+from test_sample_cmd import (  # the same cached tiny checkpoints (one training per session)
+    run_cli,
+    run_main,
+    train_tiny_stages,
+)
 
 
 @pytest.fixture(scope="module")

@@ -3,13 +3,11 @@ run in order, size checks, tiling, noise augmentation at inference."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 
-from wantrain.errors import WantrainError
 from wantrain.data.degrade import noise_augment
+from wantrain.errors import WantrainError
 from wantrain.inference.cascade import SRStage, augment_seed, check_chain, run_cascade, stages_for_size, upsample
 from wantrain.inference.checkpoints import UPSAMPLER, SavedModel, read_saved, upsampler_config
 from wantrain.inference.export import export_upsampler, write_saved
@@ -95,7 +93,7 @@ def test_stages_from_a_checkpoint_and_an_export_run_in_order(tmp_path):
                                           "base_size": 8, "generator": node}, "data": {"resolution": 32}},
             "global_step": 5}
     torch.save(ckpt, tmp_path / "sr2.ckpt")
-    stages = [SRStage.from_saved(read_saved(tmp_path / "sr_stage1")), SRStage.from_saved(read_saved(tmp_path / "sr2.ckpt"))]
+    stages = [SRStage.from_saved(read_saved(tmp_path / name)) for name in ("sr_stage1", "sr2.ckpt")]
     assert [(s.name, s.lr_size) for s in stages] == [("sr_stage1", (8, 8)), ("sr_stage2", (16, 16))]
     assert check_chain((8, 8), stages, ["a", "b"])[-1] == (32, 32)
     x = torch.rand(1, 3, 2, 8, 8) * 2 - 1

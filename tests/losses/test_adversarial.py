@@ -67,6 +67,7 @@ def test_r1_penalty_does_not_depend_on_the_crop_size(video: bool) -> None:
         shape = (2, 3, 4, size, size) if video else (2, 3, size, size)
         x = torch.randn(shape, requires_grad=True)
         penalties.append(r1_penalty(d(x), x))
-    assert torch.allclose(penalties[0], penalties[1], rtol=1e-5) and torch.allclose(penalties[1], penalties[2], rtol=1e-5)
+    assert torch.allclose(penalties[0], penalties[1], rtol=1e-5)
+    assert torch.allclose(penalties[1], penalties[2], rtol=1e-5)
     # the value: every position receives Σ_k w[:, k] (its 9 taps) from the neighbouring logits -> ‖Σ_k w_k‖²
     assert torch.allclose(penalties[0], conv.weight[0].sum(dim=(1, 2)).pow(2).sum(), rtol=1e-5)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -59,7 +60,8 @@ def jobs_of(cfg: DictConfig) -> list[Job]:
             raise WantrainError("give either prompts=FILE or image=PATH prompt=\"...\", not both")
         return read_jobs(cfg.prompts, int(cfg.seed), cfg.out_dir)
     if not cfg.image or cfg.prompt is None:
-        raise WantrainError("nothing to sample: pass image=PATH prompt=\"...\" (or prompts=FILE.csv|jsonl, or export=DIR)")
+        raise WantrainError("nothing to sample: pass image=PATH prompt=\"...\" "
+                            "(or prompts=FILE.csv|jsonl, or export=DIR)")
     out = Path(cfg.out) if cfg.out else Path(cfg.out_dir) / "sample.mp4"
     return [Job(0, Path(cfg.image), str(cfg.prompt), int(cfg.seed), out)]
 

@@ -42,7 +42,8 @@ def load_i3d(path: str | Path, device: torch.device | str = "cpu") -> nn.Module:
     try:
         net.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, AttributeError) as err:
-        raise WantrainError(f"i3d_weights={path} do not fit the Inception-I3D network ({str(err).splitlines()[0][:160]})") from None
+        raise WantrainError(f"i3d_weights={path} do not fit the Inception-I3D network "
+                            f"({str(err).splitlines()[0][:160]})") from None
     return net.eval().requires_grad_(False).to(device)
 
 
@@ -62,7 +63,8 @@ def preprocess(videos: torch.Tensor) -> torch.Tensor:
 def i3d_features(i3d: nn.Module, videos: torch.Tensor, batch_size: int = 8) -> torch.Tensor:
     """I3D logits (B, 400) float64 on the CPU of clips (B, 3, T, H, W) in [-1, 1]."""
     device = next(i3d.parameters()).device
-    out = [i3d(preprocess(videos[i:i + batch_size].to(device))).double().cpu() for i in range(0, len(videos), batch_size)]
+    out = [i3d(preprocess(videos[i:i + batch_size].to(device))).double().cpu()
+           for i in range(0, len(videos), batch_size)]
     return torch.cat(out)
 
 

@@ -49,7 +49,7 @@ def tlp(lpips: LPIPSLoss, pred: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 
 def sr_metrics(pred: torch.Tensor, target: torch.Tensor, lpips: LPIPSLoss | None = None) -> dict[str, torch.Tensor]:
-    """All metrics of SR clips against HR (B, 3, T, H, W) in [-1, 1]: psnr, psnr_y, ssim, ssim_y, tdiff (+ lpips, tlp)."""
+    """Metrics of SR clips against HR (B, 3, T, H, W) in [-1, 1]: psnr, psnr_y, ssim, ssim_y, tdiff (+ lpips, tlp)."""
     values = image_metrics(pred, target)
     values["tdiff"] = temporal_error(pred, target)
     if lpips is not None:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -70,7 +70,7 @@ class SRStage(nn.Module):
         return f"sr_stage{self.stage}"
 
     @classmethod
-    def from_saved(cls, saved: SavedModel) -> "SRStage":
+    def from_saved(cls, saved: SavedModel) -> SRStage:
         """Build from a read checkpoint/export (EMA generator unless it was read raw)."""
         if saved.kind != UPSAMPLER:
             raise WantrainError(f"{saved.source} is a base (diffusion) model, not an upsampler stage: "

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import importlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -115,7 +116,8 @@ def model_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dic
     if kind == DIFFUSION:
         missing = [k for k in ("unet", "fusion", "schedule") if k not in model]
         if missing:
-            raise WantrainError(f"the checkpoint's config lacks model.{missing[0]}; it was not written by `wantrain fit`")
+            raise WantrainError(f"the checkpoint's config lacks model.{missing[0]}; "
+                                "it was not written by `wantrain fit`")
         return {
             "kind": DIFFUSION, "unet": model["unet"], "fusion": model["fusion"], "schedule": model["schedule"],
             "text_encoder": model.get("text_encoder"), "image_encoder": model.get("image_encoder"),

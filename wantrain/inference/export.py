@@ -4,12 +4,19 @@ export root (`base/`, `sr_stage1/`, ...) for a whole pipeline; read back with `r
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from wantrain.errors import WantrainError
-from wantrain.inference.checkpoints import (EXPORT_CONFIG, EXPORT_INDEX, EXPORT_WEIGHTS, UPSAMPLER, SavedModel,
-                                            upsampler_config)
+from wantrain.inference.checkpoints import (
+    EXPORT_CONFIG,
+    EXPORT_INDEX,
+    EXPORT_WEIGHTS,
+    UPSAMPLER,
+    SavedModel,
+    upsampler_config,
+)
 from wantrain.io.weights import save_safetensors
 from wantrain.nets.upsampler import UpsampleStage
 

@@ -46,7 +46,8 @@ def read_jobs(path: str | Path, seed: int, out_dir: str | Path) -> list[Job]:
     jobs = []
     for i, row in enumerate(_rows(path)):
         if not isinstance(row, dict) or not row.get("image") or row.get("prompt") is None:
-            raise WantrainError(f"prompts={path} row {i} needs 'image' and 'prompt' (got {sorted(row) if isinstance(row, dict) else row!r})")
+            got = sorted(row) if isinstance(row, dict) else repr(row)
+            raise WantrainError(f"prompts={path} row {i} needs 'image' and 'prompt' (got {got})")
         image = Path(str(row["image"])).expanduser()
         image = image if image.is_absolute() else path.parent / image
         raw_seed = row.get("seed")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -75,18 +76,18 @@ class _FrozenMixin(nn.Module):
         self.register_load_state_dict_pre_hook(self._fill_frozen)
 
     @staticmethod
-    def _drop_frozen(module: "_FrozenMixin", state: dict[str, Any], prefix: str, local: Any) -> None:
+    def _drop_frozen(module: _FrozenMixin, state: dict[str, Any], prefix: str, local: Any) -> None:
         for key in [k for k in state if any(k.startswith(prefix + p + ".") for p in module._frozen_prefixes)]:
             del state[key]
 
     @staticmethod
-    def _fill_frozen(module: "_FrozenMixin", state: dict[str, Any], prefix: str, *args: Any) -> None:
+    def _fill_frozen(module: _FrozenMixin, state: dict[str, Any], prefix: str, *args: Any) -> None:
         """Checkpoints carry no frozen weights: keep the loaded ones (strict loading still passes)."""
         for p in module._frozen_prefixes:
             for key, value in getattr(module, p).state_dict().items():
                 state.setdefault(f"{prefix}{p}.{key}", value)
 
-    def train(self, mode: bool = True) -> "_FrozenMixin":
+    def train(self, mode: bool = True) -> _FrozenMixin:
         """Switch mode for everything but the frozen feature networks."""
         super().train(mode)
         for name in self._frozen_prefixes:

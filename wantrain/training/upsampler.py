@@ -114,8 +114,9 @@ class UpsamplerModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Refuse DDP without unused-parameter detection (G and D are each idle in the other's backward)."""
         strategy = self.trainer.strategy if self._trainer is not None else None
+        ddp_kwargs = getattr(strategy, "_ddp_kwargs", {"find_unused_parameters": True})
         if isinstance(strategy, DDPStrategy) and strategy.world_size > 1 \
-                and not getattr(strategy, "_ddp_kwargs", {"find_unused_parameters": True}).get("find_unused_parameters"):
+                and not ddp_kwargs.get("find_unused_parameters"):
             raise WantrainError("the upsampler GAN under DDP needs unused-parameter detection: "
                                 "add trainer.strategy=ddp_find_unused_parameters_true")
 
