@@ -15,6 +15,7 @@ from wantrain.diffusion.sampling import sampling_options
 from wantrain.diffusion.schedule import NoiseSchedule
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
+from wantrain.training.lightning_private import attached_trainer
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import SampleVideoWriter
 
@@ -84,7 +85,7 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def check_resolution(self) -> None:
         """Fail before training when the data's frame size does not divide by the UNet's downsampling factor."""
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = self.trainer.datamodule if attached_trainer(self) is not None else None
         resolution = getattr(datamodule, "resolution", None)
         factor = int(getattr(self.unet, "downscale", 1))
         if resolution is None or factor <= 1:
