@@ -71,3 +71,19 @@ def test_r1_penalty_does_not_depend_on_the_crop_size(video: bool) -> None:
     assert torch.allclose(penalties[1], penalties[2], rtol=1e-5)
     # the value: every position receives Σ_k w[:, k] (its 9 taps) from the neighbouring logits -> ‖Σ_k w_k‖²
     assert torch.allclose(penalties[0], conv.weight[0].sum(dim=(1, 2)).pow(2).sum(), rtol=1e-5)
+
+
+def test_gan_schedule_warmup_ramp_d_ratio_and_lazy_r1() -> None:
+    from wantrain.losses.adversarial import GANSchedule
+
+    s = GANSchedule.from_config({"weight": 0.1, "warmup_batches": 2, "ramp_batches": 4, "d_updates": 2, "d_every": 3,
+                                 "r1_gamma": 10.0, "r1_every": 4})
+    assert [s.phase(b) for b in (0, 1, 2)] == ["pixel", "pixel", "gan"]
+    assert [round(s.weight_at(b), 3) for b in (1, 2, 3, 5, 9)] == [0.0, 0.025, 0.05, 0.1, 0.1]
+    assert [s.d_due(b) for b in (1, 2, 3, 4, 5, 6)] == [0, 0, 2, 0, 0, 2]  # D:G = 2:3 in the GAN phase
+    assert [s.r1_weight(d) for d in (0, 1, 4)] == [20.0, 0.0, 20.0]  # γ/2 · r1_every every r1_every D steps
+    assert GANSchedule.from_config(None) == GANSchedule()
+    for bad, match in (({"wieght": 1}, "unknown model.gan keys"), ({"d_every": 0}, "must be >= 1"),
+                       ({"loss": "wgan"}, "unknown GAN loss")):
+        with pytest.raises(ValueError, match=match):
+            GANSchedule.from_config(bad)

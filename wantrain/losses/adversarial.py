@@ -1,6 +1,9 @@
-"""GAN losses on discriminator logits (non-saturating, hinge, LSGAN) and the R1 penalty."""
+"""GAN losses on discriminator logits (non-saturating, hinge, LSGAN), the R1 penalty, and the GAN schedule."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -70,3 +73,51 @@ class AdversarialLoss(nn.Module):
     def forward(self, fake_logits: torch.Tensor) -> torch.Tensor:
         """Same as `generator`."""
         return self.generator(fake_logits)
+
+
+@dataclass
+class GANSchedule:
+    """The adversarial part of a run, counted in batches: pixel-only warm-up, λ ramp, D:G ratio, lazy R1."""
+
+    loss: str = "nonsaturating"
+    weight: float = 0.1  # λ after the ramp
+    warmup_batches: int = 0  # content loss only before this many batches
+    ramp_batches: int = 0  # λ rises linearly from 0 over this many batches after the warm-up
+    d_updates: int = 1  # D updates per D-update batch
+    d_every: int = 1  # D updates every this many batches
+    r1_gamma: float = 0.0  # R1 weight γ (0: off)
+    r1_every: int = 16  # R1 every this many D steps (lazy; scaled by r1_every)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any] | None) -> GANSchedule:
+        """From a `model.gan` mapping; ValueError naming unknown keys or bad counts."""
+        names = [f.name for f in fields(cls)]
+        unknown = set(config or {}) - set(names)
+        if unknown:
+            raise ValueError(f"unknown model.gan keys {sorted(unknown)}: use {sorted(names)}")
+        schedule = cls(**dict(config or {}))
+        _check(schedule.loss)
+        if int(schedule.d_updates) < 1 or int(schedule.d_every) < 1:
+            raise ValueError("model.gan.d_updates and model.gan.d_every must be >= 1")
+        return schedule
+
+    def phase(self, batches: int) -> str:
+        """'pixel' during the content-loss-only warm-up, then 'gan'."""
+        return "pixel" if batches < int(self.warmup_batches) else "gan"
+
+    def weight_at(self, batches: int) -> float:
+        """λ after `batches` batches: 0 in warm-up, then a linear ramp over `ramp_batches` up to `weight`."""
+        into = batches - int(self.warmup_batches)
+        if into < 0:
+            return 0.0
+        ramp = int(self.ramp_batches)
+        return float(self.weight) * (min(1.0, (into + 1) / ramp) if ramp > 0 else 1.0)
+
+    def d_due(self, batches: int) -> int:
+        """D updates to run after G's update at this batch (0 outside the GAN phase)."""
+        return int(self.d_updates) if self.phase(batches) == "gan" and batches % int(self.d_every) == 0 else 0
+
+    def r1_weight(self, d_steps: int) -> float:
+        """Weight of the R1 penalty at this D step: γ/2 · r1_every when due (lazy regularisation), else 0."""
+        every = max(1, int(self.r1_every))
+        return float(self.r1_gamma) / 2 * every if self.r1_gamma > 0 and d_steps % every == 0 else 0.0

@@ -26,15 +26,11 @@ from wantrain.errors import WantrainError
 from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
 from wantrain.inference.cascade import upsample
 from wantrain.inference.export import export_upsampler
-from wantrain.losses.adversarial import AdversarialLoss, r1_penalty
+from wantrain.losses.adversarial import AdversarialLoss, GANSchedule, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import write_video
 
-GAN_DEFAULTS: dict[str, Any] = {
-    "loss": "nonsaturating", "weight": 0.1, "warmup_batches": 0, "ramp_batches": 0,
-    "d_updates": 1, "d_every": 1, "r1_gamma": 0.0, "r1_every": 16,
-}
 VALIDATION_DEFAULTS: dict[str, Any] = {
     "use_ema": True, "lpips": None, "crop_size": None, "tile": None, "tile_overlap": 16, "seed": 1234,
     "num_videos": 2, "every_n_steps": 0, "video": {"fps": 8},
@@ -84,13 +80,11 @@ class UpsamplerModule(pl.LightningModule):
                                             for k, v in dict(degrade or {}).items()})
         if self.degrade_cfg.scale != 2:
             raise WantrainError(f"model.degrade.scale={self.degrade_cfg.scale}: every cascade stage is ×2, set it to 2")
-        self.gan = {**GAN_DEFAULTS, **dict(gan or {})}
-        unknown = set(self.gan) - set(GAN_DEFAULTS)
-        if unknown:
-            raise WantrainError(f"unknown model.gan keys {sorted(unknown)}: use {sorted(GAN_DEFAULTS)}")
-        if int(self.gan["d_updates"]) < 1 or int(self.gan["d_every"]) < 1:
-            raise WantrainError("model.gan.d_updates and model.gan.d_every must be >= 1")
-        self.adversarial = AdversarialLoss(self.gan["loss"])
+        try:
+            self.gan = GANSchedule.from_config(gan)
+        except ValueError as err:
+            raise WantrainError(str(err)) from None
+        self.adversarial = AdversarialLoss(self.gan.loss)
         self.val_cfg = {**VALIDATION_DEFAULTS, **dict(validation or {})}
         unknown = set(self.val_cfg) - set(VALIDATION_DEFAULTS)
         if unknown:
@@ -123,15 +117,7 @@ class UpsamplerModule(pl.LightningModule):
     @property
     def phase(self) -> str:
         """'pixel' during the content-loss-only warm-up, then 'gan'."""
-        return "pixel" if self.batches < int(self.gan["warmup_batches"]) else "gan"
-
-    def gan_weight(self) -> float:
-        """λ at the current batch: 0 in warm-up, then a linear ramp over `ramp_batches` up to `gan.weight`."""
-        into = self.batches - int(self.gan["warmup_batches"])
-        if into < 0:
-            return 0.0
-        ramp = int(self.gan["ramp_batches"])
-        return float(self.gan["weight"]) * (min(1.0, (into + 1) / ramp) if ramp > 0 else 1.0)
+        return self.gan.phase(self.batches)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Store the batch / D-step counters (the phase and λ follow from them)."""
@@ -187,7 +173,7 @@ class UpsamplerModule(pl.LightningModule):
         opt_g, opt_d = self.optimizers()
         lr, level, hr = self.make_pair(batch["video"], True, self._generator(self.batches))
         gan_on = self.phase == "gan"
-        lam = self.gan_weight()
+        lam = self.gan.weight_at(self.batches)
         b = hr.shape[0]
 
         self.toggle_optimizer(opt_g)
@@ -206,10 +192,9 @@ class UpsamplerModule(pl.LightningModule):
         self.untoggle_optimizer(opt_g)
         self._update_ema()
 
-        if gan_on and self.batches % int(self.gan["d_every"]) == 0:
-            fake = sr.detach()
-            for _ in range(int(self.gan["d_updates"])):
-                self._discriminator_update(opt_d, hr, fake)
+        fake = sr.detach()
+        for _ in range(self.gan.d_due(self.batches)):
+            self._discriminator_update(opt_d, hr, fake)
 
         self.batches += 1
         for name, value in parts.items():
@@ -223,8 +208,8 @@ class UpsamplerModule(pl.LightningModule):
 
     def _discriminator_update(self, opt_d: Any, real: torch.Tensor, fake: torch.Tensor) -> None:
         """D loss on real vs detached fakes (+ lazy R1 every `r1_every` D steps), clipped, one uncounted step."""
-        gamma, every = float(self.gan["r1_gamma"]), max(1, int(self.gan["r1_every"]))
-        r1_due = gamma > 0 and self.d_steps % every == 0
+        r1_weight = self.gan.r1_weight(self.d_steps)
+        r1_due = r1_weight > 0
         self.toggle_optimizer(opt_d)
         real = real.detach().requires_grad_(r1_due)
         real_logits = self.discriminator(real)
@@ -232,7 +217,7 @@ class UpsamplerModule(pl.LightningModule):
         loss_d = self.adversarial.discriminator(real_logits, fake_logits)
         if r1_due:
             penalty = r1_penalty(real_logits, real)
-            loss_d = loss_d + gamma / 2 * every * penalty
+            loss_d = loss_d + r1_weight * penalty
             self.log("train/r1", penalty.detach(), batch_size=real.shape[0])
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
