@@ -13,6 +13,7 @@ import torch
 
 from wantrain.diffusion.model import Conditions, VideoDiffusion
 from wantrain.diffusion.schedule import NoiseSchedule
+from wantrain.evaluation.video_metrics import psnr
 from wantrain.nets.fusion import ConditionFusion
 from wantrain.nets.unet import SpatioTemporalUNet
 
@@ -25,11 +26,6 @@ def moving_square() -> torch.Tensor:
     for t in range(T):
         clip[:, t, 4:12, t:t + 8] = torch.tensor([0.9, 0.2, -0.5])[:, None, None]
     return clip[None]
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB for signals in [-1, 1]."""
-    return 10 * math.log10(4.0 / (a - b).pow(2).mean().item())
 
 
 @pytest.mark.slow
@@ -50,7 +46,7 @@ def test_overfit_one_clip_then_ddim_reproduces_it() -> None:
         model.eval()
         out = model.sample_from_seeds(cond, T, [1], sampler="ddim", num_steps=25)
         model.train()
-        return psnr(out, clip)
+        return psnr(out, clip).item()
 
     untrained = reproduce()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)

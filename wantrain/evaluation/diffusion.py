@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from wantrain.evaluation.fvd import fvd
-from wantrain.evaluation.video_metrics import first_frame_psnr, psnr_per_clip, temporal_difference, temporal_jump
+from wantrain.evaluation.video_metrics import first_frame_psnr, psnr, temporal_difference, temporal_jump
 from wantrain.inference.base import BaseModel
 
 
@@ -55,7 +55,7 @@ def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_
         metrics.update({
             "generated_clips": float(len(gen)),
             "first_frame_psnr": first_frame_psnr(gen, img).mean().item(),
-            "sample_psnr": psnr_per_clip(gen, gt).mean().item(),
+            "sample_psnr": psnr(gen, gt).mean().item(),
             "tdiff": tdiff, "tdiff_real": tdiff_real, "tdiff_ratio": tdiff / max(tdiff_real, 1e-8),
             "tdiff_jump": temporal_jump(gen).mean().item(), "tdiff_jump_real": temporal_jump(gt).mean().item(),
         })

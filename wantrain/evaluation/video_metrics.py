@@ -20,9 +20,6 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 2.0) -> t
     return (10 * torch.log10(peak / mse.clamp(min=peak * 1e-10))).clamp(max=100.0)
 
 
-psnr_per_clip = psnr  # the name evaluation/diffusion.py imports
-
-
 def first_frame_psnr(videos: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
     """PSNR (B,) of each clip's first frame (B, 3, T, H, W)[:, :, 0] against its conditioning image (B, 3, H, W)."""
     return psnr(videos[:, :, 0], images)

@@ -9,7 +9,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from wantrain.evaluation.video_metrics import psnr
 from wantrain.io.mp4 import encode_mp4, to_uint8
 
 
@@ -39,11 +38,6 @@ class SampleVideoWriter:
     def __init__(self, fps: int = 8, folder: str = "samples") -> None:
         self.fps = fps
         self.folder = folder
-
-    @staticmethod
-    def psnr(samples: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-        """Mean PSNR (dB) of sampled clips (B, 3, T, H, W) against the ground truth, both in [-1, 1]."""
-        return psnr(samples, truth).mean()
 
     def write(self, trainer: pl.Trainer, examples: dict[str, Any], samples: torch.Tensor, step: int) -> Path:
         """Encode the comparison video, save it with its captions, and log it to every logger that takes media."""

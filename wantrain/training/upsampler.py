@@ -28,6 +28,7 @@ from wantrain.inference.cascade import upsample
 from wantrain.inference.export import export_upsampler
 from wantrain.losses.adversarial import AdversarialLoss, GANSchedule, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
+from wantrain.training.lightning_private import attached_trainer, ddp_finds_unused_parameters
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import write_video
 
@@ -107,10 +108,8 @@ class UpsamplerModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Refuse DDP without unused-parameter detection (G and D are each idle in the other's backward)."""
-        strategy = self.trainer.strategy if self._trainer is not None else None
-        ddp_kwargs = getattr(strategy, "_ddp_kwargs", {"find_unused_parameters": True})
-        if isinstance(strategy, DDPStrategy) and strategy.world_size > 1 \
-                and not ddp_kwargs.get("find_unused_parameters"):
+        strategy = self.trainer.strategy if attached_trainer(self) is not None else None
+        if isinstance(strategy, DDPStrategy) and strategy.world_size > 1 and not ddp_finds_unused_parameters(strategy):
             raise WantrainError("the upsampler GAN under DDP needs unused-parameter detection: "
                                 "add trainer.strategy=ddp_find_unused_parameters_true")
 
@@ -137,7 +136,7 @@ class UpsamplerModule(pl.LightningModule):
 
     def _generator(self, salt: int) -> torch.Generator:
         """A CPU generator for degradations/crops, distinct per rank and batch, reproducible on resume."""
-        rank = self.global_rank if self._trainer is not None else 0
+        rank = self.global_rank if attached_trainer(self) is not None else 0
         return torch.Generator().manual_seed((int(self.hparams.seed) * 1_000_003 + rank * 7919 + salt) % (2 ** 63))
 
     def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator,
@@ -301,7 +300,7 @@ class UpsamplerModule(pl.LightningModule):
             lr_size = (res // 2, res // 2) if isinstance(res, int) else (res[0] // 2, res[1] // 2)
         return export_upsampler(self.ema.module if use_ema else self.generator, int(self.hparams.stage), lr_size,
                                 folder, validation=self.val_cfg, weights_kind="ema" if use_ema else "raw",
-                                source=str(self.trainer.default_root_dir) if self._trainer is not None else "")
+                                source=str(self.trainer.default_root_dir) if attached_trainer(self) is not None else "")
 
     def on_train_end(self) -> None:
         """Export the EMA generator to `export_dir/sr_stageN/` (rank 0), loadable by `read_saved` / `sample`."""

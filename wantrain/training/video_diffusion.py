@@ -15,6 +15,7 @@ from wantrain.diffusion.sampling import sampling_options
 from wantrain.diffusion.schedule import NoiseSchedule
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
+from wantrain.evaluation.video_metrics import psnr
 from wantrain.training.lightning_private import attached_trainer
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import SampleVideoWriter
@@ -176,8 +177,8 @@ class VideoDiffusionModule(pl.LightningModule):
         if self._val_examples is not None and due and not (self.trainer.sanity_checking or self.trainer.fast_dev_run):
             self._last_sample_step = self.global_step
             videos = self.generate(self._val_examples)
-            psnr = self.video_writer.psnr(videos, self._val_examples["video"])
-            self.log("val/sample_psnr", psnr, batch_size=videos.shape[0], sync_dist=True)
+            truth = self._val_examples["video"].to(videos.device)
+            self.log("val/sample_psnr", psnr(videos, truth).mean(), batch_size=videos.shape[0], sync_dist=True)
             if self.trainer.is_global_zero:
                 self.video_writer.write(self.trainer, self._val_examples, videos, self.global_step)
         self._val_examples = None
