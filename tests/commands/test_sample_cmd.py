@@ -4,7 +4,6 @@ file, export round trip, and one-line errors (exit 1) for bad checkpoints, image
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -16,9 +15,8 @@ import av
 import numpy as np
 import pytest
 import torch
+from conftest import run_main  # the in-process CLI
 from PIL import Image
-
-from wantrain.__main__ import main
 
 # A few optimizer steps are enough: the tests check the plumbing (shapes, seeds, export), not sample quality.
 FIT_COMMON = ["trainer.max_steps=3", "data.samples_per_epoch=6", "data.batch_size=2", "data.num_workers=0",
@@ -32,32 +30,6 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     env.update({"PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"})
     return subprocess.run([sys.executable, "-m", "wantrain", *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=600)
-
-
-_launches = iter(range(10**6))
-
-
-def run_main(args: list[str], cwd: Path) -> int:
-    """The real entry point (`wantrain.__main__.main`) in this process, from `cwd`: no interpreter start-up,
-    so the many sample/test calls stay cheap. Returns the exit code."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(cwd)
-        mp.setattr(sys, "argv", ["wantrain", *args])
-        mp.setenv("WANTRAIN_RUN_STAMP", f"launch{next(_launches)}")
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
-            mp.delenv(key, raising=False)
-        try:
-            return main(args)
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        finally:  # Hydra configured logging for the job: give the test session its own back
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
 
 
 def train_tiny_stages(run, data_dir: Path, root: Path) -> dict[str, Path]:

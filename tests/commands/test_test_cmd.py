@@ -7,11 +7,8 @@ import math
 
 import pytest
 import torch
-from test_sample_cmd import (  # the same cached tiny checkpoints (one training per session)
-    run_cli,
-    run_main,
-    train_tiny_stages,
-)
+from conftest import run_main
+from test_sample_cmd import run_cli, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
 
 
 @pytest.fixture(scope="module")

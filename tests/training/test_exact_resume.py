@@ -78,7 +78,7 @@ def test_diffusion_weights_and_optimizer_resume_exactly(diffusion_runs):
     whole, resumed = diffusion_runs
     assert whole["global_step"] == resumed["global_step"] == STEPS
     trained = {k: v for k, v in whole["state_dict"].items() if not k.startswith("ema.")}
-    assert trained and all(k.startswith(("unet.", "fusion.")) for k in trained)
+    assert trained and all(k.startswith(("model.unet.", "model.fusion.")) for k in trained)
     assert_same(trained, {k: resumed["state_dict"][k] for k in trained}, "state_dict")
     assert_same(whole["optimizer_states"], resumed["optimizer_states"], "optimizer")
     assert_same(whole["lr_schedulers"], resumed["lr_schedulers"], "lr_scheduler")
