@@ -79,15 +79,14 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Load the frozen encoders once per process and check their widths against the fusion module."""
-        self.check_resolution()
+        datamodule = self.trainer.datamodule if attached_trainer(self) is not None else None
+        self.check_resolution(getattr(datamodule, "resolution", None))
         if self.hparams.conditioning == "live":
             self.encoders.load()
             self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
 
-    def check_resolution(self) -> None:
-        """Fail before training when the data's frame size does not divide by the UNet's downsampling factor."""
-        datamodule = self.trainer.datamodule if attached_trainer(self) is not None else None
-        resolution = getattr(datamodule, "resolution", None)
+    def check_resolution(self, resolution: int | tuple[int, int] | None) -> None:
+        """Fail in one line when `data.resolution` does not divide by the UNet's downsampling factor."""
         factor = int(getattr(self.unet, "downscale", 1))
         if resolution is None or factor <= 1:
             return
