@@ -36,7 +36,8 @@ def inputs(b: int = 2, t: int = 5, h: int = 8, w: int = 12):
     ctx = torch.randn(b, 6, CTX, generator=g)
     mask = torch.ones(b, 6, dtype=torch.bool)
     mask[0, 4:] = False
-    concat = frame_condition(torch.rand(b, 3, h, w, generator=g) * 2 - 1, t, torch.tensor([True, False][:b]))
+    image = torch.rand(b, 3, h, w, generator=g) * 2 - 1
+    concat = frame_condition(image[:, :, None].expand(-1, -1, t, -1, -1), torch.tensor([True, False][:b]))
     return x, torch.tensor([3, 900][:b]), ctx, mask, torch.randn(b, POOLED, generator=g), concat
 
 
@@ -123,7 +124,7 @@ def test_context_mask_respected() -> None:
 
 def test_frame_condition() -> None:
     image = torch.rand(2, 3, 4, 6) * 2 - 1
-    cond = frame_condition(image, 3, torch.tensor([True, False]))
+    cond = frame_condition(image[:, :, None].expand(-1, -1, 3, -1, -1), torch.tensor([True, False]))
     assert cond.shape == (2, 4, 3, 4, 6)
     for f in range(3):
         assert torch.equal(cond[0, :3, f], image[0])

@@ -87,7 +87,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     base = pipe.base
     base.check_prompts([job.prompt for job in jobs])
     settings = base.settings(sampler=cfg.sampler, num_steps=cfg.steps, eta=cfg.eta, text_scale=cfg.text_scale,
-                             image_scale=cfg.image_scale)
+                             image_scale=cfg.image_scale, shift=cfg.get("shift"))
     fps = int(cfg.fps or (base.sampling.get("video") or {}).get("fps", 8))
     records_path = Path(cfg.out_dir) / f"samples-rank{rank}.jsonl"
     records_path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
-"""`VideoDiffusion`: the one diffusion model (UNet + fusion + noise schedule) that conditions, scores and samples.
+"""`VideoDiffusion`: the one diffusion model (UNet + fusion + objective) that conditions, scores and samples.
 
 Training (the LightningModule), validation, evaluation, `sample` and exports all use this class; the frozen
-encoders stay outside it (their outputs come in as `Conditions`, encoded once per batch or sampling call).
+encoders and the VAE of latent space stay outside it (their outputs come in as `Conditions` and model-space
+clips, encoded once per batch or sampling call). The objective is `NoiseSchedule` (DDPM: eps / v / x0 targets)
+or `FlowMatching` (rectified flow); both offer the same methods.
 """
 
 from __future__ import annotations
@@ -13,32 +15,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from wantrain.diffusion.sampling import make_sampler, sample
+from wantrain.diffusion.flow import FlowMatching
+from wantrain.diffusion.sampling import sample
 from wantrain.diffusion.schedule import NoiseSchedule
 from wantrain.nets.unet import frame_condition
 
 
 @dataclass
 class Conditions:
-    """Encoded conditions of B clips: text tokens (B, L, Dt), text mask (B, L) bool, image tokens (B, N, Di),
-    and the first frame (B, 3, H, W) in [-1, 1] that is concatenated on channels."""
+    """Encoded conditions of B clips: text tokens (B, L, Dt), text mask (B, L) bool, image tokens (B, N, Di), and the
+    first-frame conditioning clip (B, C, T, H, W) in model space (`Space.first_frames`), concatenated on channels."""
 
     text: torch.Tensor
     text_mask: torch.Tensor
     image_tokens: torch.Tensor
-    image: torch.Tensor
+    frames: torch.Tensor
 
     def repeat(self, k: int) -> Conditions:
         """The same conditions tiled k times along the batch: (B, ...) -> (k*B, ...)."""
         if k == 1:
             return self
         tile = lambda v: v.repeat(k, *([1] * (v.ndim - 1)))  # noqa: E731
-        return Conditions(tile(self.text), tile(self.text_mask), tile(self.image_tokens), tile(self.image))
+        return Conditions(tile(self.text), tile(self.text_mask), tile(self.image_tokens), tile(self.frames))
 
     def to(self, device: torch.device | str) -> Conditions:
-        """On `device`, text/image tokens and the frame as float32, the mask as bool."""
+        """On `device`, text/image tokens and the frames as float32, the mask as bool."""
         return Conditions(self.text.to(device).float(), self.text_mask.to(device).bool(),
-                          self.image_tokens.to(device).float(), self.image.to(device).float())
+                          self.image_tokens.to(device).float(), self.frames.to(device).float())
 
 
 def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device | str) -> torch.Tensor:
@@ -49,9 +52,11 @@ def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.devi
 
 class VideoDiffusion(nn.Module):
     """Image-to-video diffusion: `fusion` turns conditions into context tokens, `unet` denoises (B, C, T, H, W)
-    clips under `schedule`; `loss`, `validation_losses` and `sample` are the only places that run it."""
+    model-space clips under the objective `schedule`; `loss`, `validation_losses` and `sample` are the only places
+    that run it."""
 
-    def __init__(self, unet: nn.Module, fusion: nn.Module, schedule: NoiseSchedule, timestep_buckets: int = 4) -> None:
+    def __init__(self, unet: nn.Module, fusion: nn.Module, schedule: NoiseSchedule | FlowMatching,
+                 timestep_buckets: int = 4) -> None:
         super().__init__()
         self.unet, self.fusion, self.schedule = unet, fusion, schedule
         self.timestep_buckets = int(timestep_buckets)
@@ -59,30 +64,30 @@ class VideoDiffusion(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditions,
                 drop_text: torch.Tensor | None = None, drop_image: torch.Tensor | None = None) -> torch.Tensor:
         """Model output (B, C, T, H, W) for noisy clips x_t at timesteps t (B,) under a (B,) dropout pattern."""
-        b, t_frames = x_t.shape[0], x_t.shape[2]
+        b = x_t.shape[0]
         off = torch.zeros(b, dtype=torch.bool, device=x_t.device)
         drop_text = off if drop_text is None else drop_text
         drop_image = off if drop_image is None else drop_image
         context, context_mask, pooled = self.fusion(cond.text, cond.text_mask, cond.image_tokens,
                                                     drop_text=drop_text, drop_image=drop_image)
-        concat = frame_condition(cond.image.to(x_t.dtype), t_frames, keep=~drop_image)
+        concat = frame_condition(cond.frames.to(x_t.dtype), keep=~drop_image)
         return self.unet(x_t, t, context=context, context_mask=context_mask, pooled=pooled, concat=concat)
 
     # --- training loss and the fixed-timestep validation protocol ---------------------------------------
 
-    def loss(self, video: torch.Tensor, cond: Conditions, t: torch.Tensor | None = None,
+    def loss(self, x0: torch.Tensor, cond: Conditions, t: torch.Tensor | None = None,
              generator: torch.Generator | None = None, dropout: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (B,) weighted loss of clean clips (B, C, T, H, W) and the timesteps (B,) it was taken at;
-        condition dropout (for guidance) when `dropout`."""
-        b = video.shape[0]
+        """Per-sample (B,) weighted loss of clean model-space clips x0 (B, C, T, H, W) and the timesteps (B,) it was
+        taken at; condition dropout (for guidance) when `dropout`."""
+        b = x0.shape[0]
         drop_text = drop_image = None
         if dropout:
-            drop_text, drop_image = self.fusion.sample_dropout(b, video.device)
+            drop_text, drop_image = self.fusion.sample_dropout(b, x0.device)
         if t is None:
-            t = self.schedule.timesteps(b, video.device, generator)
-        noise = self.schedule.noise_like(video, generator)
-        output = self(self.schedule.add_noise(video, noise, t), t, cond, drop_text, drop_image)
-        return self.schedule.loss(output, video, noise, t, reduce=False), t
+            t = self.schedule.timesteps(b, x0.device, generator)
+        noise = self.schedule.noise_like(x0, generator)
+        output = self(self.schedule.add_noise(x0, noise, t), t, cond, drop_text, drop_image)
+        return self.schedule.loss(output, x0, noise, t, reduce=False), t
 
     def validation_timesteps(self, batch_size: int, device: torch.device | str) -> list[torch.Tensor]:
         """The middle timestep of each of the `timestep_buckets` equal ranges, as (B,) tensors."""
@@ -91,23 +96,24 @@ class VideoDiffusion(nn.Module):
                 for i in range(self.timestep_buckets)]
 
     @torch.no_grad()
-    def validation_losses(self, video: torch.Tensor, cond: Conditions, generator: torch.Generator) -> torch.Tensor:
+    def validation_losses(self, x0: torch.Tensor, cond: Conditions, generator: torch.Generator) -> torch.Tensor:
         """Losses (buckets, B) at each bucket's middle timestep, noise from `generator`, no condition dropout."""
-        return torch.stack([self.loss(video, cond, t, generator, dropout=False)[0]
-                            for t in self.validation_timesteps(video.shape[0], video.device)])
+        return torch.stack([self.loss(x0, cond, t, generator, dropout=False)[0]
+                            for t in self.validation_timesteps(x0.shape[0], x0.device)])
 
     def bucket_of(self, t: torch.Tensor) -> torch.Tensor:
         """Timestep bucket index (B,) of timesteps t (B,)."""
-        return (t * self.timestep_buckets) // self.schedule.num_train_timesteps
+        return ((t * self.timestep_buckets) // self.schedule.num_train_timesteps).long()
 
     # --- sampling -----------------------------------------------------------------------------------------
 
     @torch.no_grad()
     def sample(self, cond: Conditions, noise: torch.Tensor, sampler: str = "ddim", num_steps: int = 25,
-               text_scale: float = 1.0, image_scale: float = 1.0, eta: float = 0.0,
+               text_scale: float = 1.0, image_scale: float = 1.0, eta: float = 0.0, shift: float | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Clips (B, C, T, H, W) in [-1, 1] from initial noise of that shape, with text/image guidance.
+        """Model-space clips (B, C, T, H, W) from initial noise of that shape, with text/image guidance.
 
+        `sampler`: one of `schedule.samplers`; `shift`: flow samplers' timestep shift (default: training's);
         `generator` draws DDIM's per-step noise when eta > 0.
         """
         b = noise.shape[0]
@@ -116,17 +122,15 @@ class VideoDiffusion(nn.Module):
                     ) -> torch.Tensor:
             return self(x, t, cond.repeat(x.shape[0] // b), drop_text, drop_image)
 
-        scheduler = make_sampler(self.schedule.config, kind=sampler)
-        out = sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
-                     image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
-                     noise=noise)
-        return out.clamp(-1, 1)
+        scheduler = self.schedule.sampler(sampler, shift=shift)
+        return sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
+                      image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
+                      noise=noise, model_timesteps=self.schedule.model_timesteps)
 
-    def sample_from_seeds(self, cond: Conditions, num_frames: int, seeds: Sequence[int], **options: Any,
-                          ) -> torch.Tensor:
-        """Clips (B, C, T, H, W) at the first frames' size, clip i from seed i (DDIM eta noise from seeds[0])."""
-        device = cond.image.device
-        h, w = cond.image.shape[-2:]
-        shape = (cond.image.shape[0], int(self.unet.out_channels), int(num_frames), h, w)
+    def sample_from_seeds(self, cond: Conditions, seeds: Sequence[int], **options: Any) -> torch.Tensor:
+        """Model-space clips (B, C, T, H, W) shaped like the conditioning frames, clip i from seed i (DDIM eta noise
+        from seeds[0])."""
+        device = cond.frames.device
+        shape = (cond.frames.shape[0], int(self.unet.out_channels), *cond.frames.shape[2:])
         generator = torch.Generator(device).manual_seed(int(seeds[0]))
         return self.sample(cond, initial_noise(shape, seeds, device), generator=generator, **options)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -11,17 +13,20 @@ from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from wantrain.diffusion.guidance import PredFn, guided_prediction
 
 SAMPLERS = ("ddim", "dpm_solver")
-SAMPLING_DEFAULTS: dict[str, Any] = {"sampler": "ddim", "num_steps": 25, "eta": 0.0, "text_scale": 1.0,
-                                     "image_scale": 1.0}
+SAMPLING_DEFAULTS: dict[str, Any] = {"sampler": None, "num_steps": 25, "eta": 0.0, "text_scale": 1.0,
+                                     "image_scale": 1.0, "shift": None}
 
 
-def sampling_options(stored: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """Sampler settings: defaults, then a run's `model.sampling`, then non-None overrides; checked in one line."""
+def sampling_options(stored: dict[str, Any] | None = None, samplers: tuple[str, ...] = SAMPLERS,
+                     **overrides: Any) -> dict[str, Any]:
+    """Sampler settings: defaults, then a run's `model.sampling`, then non-None overrides; checked in one line.
+    `samplers` are the objective's samplers (the first is the default)."""
     out = dict(SAMPLING_DEFAULTS)
     out.update({k: v for k, v in dict(stored or {}).items() if k in out})
     out.update({k: v for k, v in overrides.items() if v is not None and k in out})
-    if out["sampler"] not in SAMPLERS:
-        raise ValueError(f"sampler={out['sampler']!r}: use one of {', '.join(SAMPLERS)}")
+    out["sampler"] = out["sampler"] or samplers[0]
+    if out["sampler"] not in samplers:
+        raise ValueError(f"sampler={out['sampler']!r}: use one of {', '.join(samplers)} for this model's objective")
     if int(out["num_steps"]) < 1:
         raise ValueError(f"steps={out['num_steps']}: need at least 1 sampling step")
     return out
@@ -65,21 +70,26 @@ def sample(
     device: torch.device | str = "cpu",
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
+    model_timesteps: Callable[[SchedulerMixin], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse process from Gaussian noise of `shape` (B, C, T, H, W) -> x0 (model space, float32).
 
-    `generator` fixes the initial noise (and DDIM's eta noise); `eta` applies to DDIM only.
+    `generator` fixes the initial noise (and DDIM's eta noise); `eta` applies to DDIM only. `model_timesteps`
+    maps the set scheduler to the timestep the network sees at each step (default: `scheduler.timesteps`).
     """
     scheduler.set_timesteps(num_steps, device=device)
     if noise is None:
         noise = torch.randn(shape, generator=generator, device=generator.device if generator else device)
-    x = noise.to(device=device, dtype=torch.float32) * scheduler.init_noise_sigma
-    step_kwargs: dict[str, Any] = {"generator": generator}
+    x = noise.to(device=device, dtype=torch.float32) * getattr(scheduler, "init_noise_sigma", 1.0)
+    step_kwargs: dict[str, Any] = {}
+    if "generator" in inspect.signature(scheduler.step).parameters:
+        step_kwargs["generator"] = generator
     if isinstance(scheduler, DDIMScheduler):
         step_kwargs["eta"] = eta
-    for t in scheduler.timesteps:
-        x_in = scheduler.scale_model_input(x, t)
-        t_batch = torch.full((shape[0],), int(t), dtype=torch.long, device=device)
+    times = (model_timesteps or (lambda s: s.timesteps))(scheduler).to(device)
+    for t, model_t in zip(scheduler.timesteps, times):
+        x_in = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x
+        t_batch = model_t.expand(shape[0])
         out = guided_prediction(pred_fn, x_in, t_batch, text_scale, image_scale).float()
         x = scheduler.step(out, t, x, **step_kwargs).prev_sample
     return x

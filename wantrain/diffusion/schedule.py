@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from diffusers import DDPMScheduler
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 BETA_SCHEDULES = {"linear": "linear", "scaled_linear": "scaled_linear", "cosine": "squaredcos_cap_v2",
@@ -136,6 +137,18 @@ class NoiseSchedule:
     def config(self) -> dict[str, Any]:
         """The diffusers scheduler config (for building samplers that agree with training)."""
         return dict(self.scheduler.config)
+
+    samplers = ("ddim", "dpm_solver")
+
+    def sampler(self, kind: str = "ddim", **_: Any) -> SchedulerMixin:
+        """A diffusers sampler sharing the training betas and prediction type (see `sampling.make_sampler`)."""
+        from wantrain.diffusion.sampling import make_sampler
+
+        return make_sampler(self.config, kind=kind)
+
+    def model_timesteps(self, scheduler: SchedulerMixin) -> torch.Tensor:
+        """The network's (integer) timestep at each sampling step."""
+        return scheduler.timesteps
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t for (B, ...) clean samples at (B,) timesteps."""

@@ -30,11 +30,12 @@ class FrozenEncoders:
     """Holds the frozen T5-family text encoder and DiT/CLIP image encoder (not an nn.Module on purpose)."""
 
     def __init__(self, text: Callable[[], nn.Module] | None, image: Callable[[], nn.Module] | None,
-                 build_tiny: bool = False) -> None:
-        self.text_factory, self.image_factory = text, image
+                 build_tiny: bool = False, vae: Callable[[], nn.Module] | None = None) -> None:
+        self.text_factory, self.image_factory, self.vae_factory = text, image, vae
         self.build_tiny = build_tiny
         self.text: nn.Module | None = None
         self.image: nn.Module | None = None
+        self.vae: nn.Module | None = None  # the VAE of latent space (`FrozenVAE`), when the model has one
 
     def build_missing(self) -> None:
         """Write tiny random encoders (real architectures) where the config asks for them and none exist."""
@@ -51,6 +52,10 @@ class FrozenEncoders:
         if image_path and not Path(image_path).exists():
             backend = _keyword(self.image_factory, "backend", "dit")
             (tiny.build_tiny_clip if backend == "clip" else tiny.build_tiny_dit)(image_path)
+        vae_path = _keyword(self.vae_factory, "path")
+        if vae_path and not Path(vae_path).exists():
+            kind = _keyword(self.vae_factory, "kind", "wan")
+            (tiny.build_tiny_kl_vae if kind == "kl" else tiny.build_tiny_wan_vae)(vae_path)
 
     def load(self) -> None:
         """Instantiate both encoders (once per process) in eval mode without gradients."""
@@ -59,6 +64,15 @@ class FrozenEncoders:
                                 "set them, or use model.conditioning=cached with cached embeddings")
         self.text = self._load(self.text_factory)
         self.image = self._load(self.image_factory)
+
+    def load_vae(self) -> nn.Module:
+        """The frozen VAE of latent space (loaded once per process)."""
+        if self.vae_factory is None:
+            raise WantrainError("model.space=latent needs model.vae (a diffusers AutoencoderKLWan or AutoencoderKL "
+                                "folder); set model.vae.path, or use model.space=pixel")
+        if self.vae is None:
+            self.vae = self._load(self.vae_factory)
+        return self.vae
 
     @staticmethod
     def _load(factory: Callable[[], nn.Module]) -> nn.Module:

@@ -20,8 +20,9 @@ def bucket_losses(model: BaseModel, batch: dict[str, Any], batch_idx: int) -> to
     (noise seeded by the batch index)."""
     device = model.device
     video = batch["video"].to(device).float()
-    cond = model.conditions(batch["image"], batch["caption"])
-    return model.model.validation_losses(video, cond, torch.Generator(device=device).manual_seed(1000 + batch_idx))
+    cond = model.conditions(batch["image"], batch["caption"], video.shape[2])
+    x0 = model.space.encode(video)
+    return model.model.validation_losses(x0, cond, torch.Generator(device=device).manual_seed(1000 + batch_idx))
 
 
 def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_videos: int = 8, seed: int = 0,

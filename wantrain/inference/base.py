@@ -11,6 +11,7 @@ from torch import nn
 
 from wantrain.diffusion.model import Conditions, VideoDiffusion
 from wantrain.diffusion.sampling import sampling_options
+from wantrain.diffusion.space import PIXELS, LatentSpace, Space
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.inference.checkpoints import DIFFUSION, SavedModel, build, load_weights
@@ -47,6 +48,7 @@ class BaseModel(nn.Module):
         self.num_frames: int = int(config["num_frames"])
         self.resolution: tuple[int, int] = tuple(config["resolution"])  # (H, W)
         self.encoders: FrozenEncoders | None = None  # frozen, outside the module tree (not in state_dict)
+        self.space: Space = PIXELS
 
     @classmethod
     def from_saved(cls, saved: SavedModel, text_encoder: str | None = None, image_encoder: str | None = None,
@@ -61,12 +63,16 @@ class BaseModel(nn.Module):
             base.load_encoders(text_encoder, image_encoder)
         return base
 
-    def load_encoders(self, text_path: str | None = None, image_path: str | None = None) -> None:
-        """Load the frozen T5-family and DiT/CLIP encoders and check their widths against the fusion module."""
+    def load_encoders(self, text_path: str | None = None, image_path: str | None = None,
+                      vae_path: str | None = None) -> None:
+        """Load the frozen T5-family and DiT/CLIP encoders (and the VAE of latent space); check their widths."""
         text = partial(_load_encoder, self.config.get("text_encoder"), text_path, "text_encoder")
         image = partial(_load_encoder, self.config.get("image_encoder"), image_path, "image_encoder")
-        self.encoders = FrozenEncoders(text, image)
+        latent = self.config.get("space") == "latent"
+        vae = partial(_load_encoder, self.config.get("vae"), vae_path, "vae") if latent else None
+        self.encoders = FrozenEncoders(text, image, vae=vae)
         self.encoders.load()
+        self.space = LatentSpace(self.encoders.load_vae()) if latent else PIXELS
         fusion = self.model.fusion
         self.encoders.check_dims(fusion.text_dim, fusion.image_dim, fix="wrong encoder paths?")
 
@@ -87,18 +93,20 @@ class BaseModel(nn.Module):
                 raise WantrainError(f"prompt {i} has {n} tokens, over the text encoder's limit of {encoder.max_length} "
                                     f"(max_length): shorten it ({str(prompt)[:40]!r}...)")
 
-    def conditions(self, images: torch.Tensor, prompts: Sequence[str]) -> Conditions:
-        """Encode first frames (B, 3, H, W) in [-1, 1] and prompts once, on the model's device."""
+    def conditions(self, images: torch.Tensor, prompts: Sequence[str], num_frames: int) -> Conditions:
+        """Encode first frames (B, 3, H, W) in [-1, 1] and prompts once, on the model's device, for clips of
+        `num_frames` frames."""
         if self.encoders is None:
             self.load_encoders()
         device = self.device
-        text, mask, tokens = self.encoders.encode(list(prompts), images.to(device, torch.float32), device)
-        return Conditions(text, mask, tokens, images).to(device)
+        images = images.to(device, torch.float32)
+        text, mask, tokens = self.encoders.encode(list(prompts), images, device)
+        return Conditions(text, mask, tokens, self.space.first_frames(images, num_frames)).to(device)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Sampling settings: the checkpoint's `model.sampling`, then non-None overrides (one-line errors)."""
         try:
-            return sampling_options(self.sampling, **overrides)
+            return sampling_options(self.sampling, self.model.schedule.samplers, **overrides)
         except ValueError as err:
             raise WantrainError(str(err)) from None
 
@@ -116,5 +124,5 @@ class BaseModel(nn.Module):
         if tuple(images.shape[-2:]) != self.resolution:
             raise WantrainError(f"images are {tuple(images.shape[-2:])} but the model makes {self.resolution} clips")
         options = self.settings(**overrides)
-        cond = self.conditions(images, prompts)
-        return self.model.sample_from_seeds(cond, int(num_frames or self.num_frames), seeds, **options)
+        cond = self.conditions(images, prompts, int(num_frames or self.num_frames))
+        return self.space.decode(self.model.sample_from_seeds(cond, seeds, **options))

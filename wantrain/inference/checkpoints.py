@@ -118,8 +118,11 @@ def model_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dic
         if missing:
             raise WantrainError(f"the checkpoint's config lacks model.{missing[0]}; "
                                 "it was not written by `wantrain fit`")
+        objective = model.get("objective", "ddpm")
         return {
-            "kind": DIFFUSION, "unet": model["unet"], "fusion": model["fusion"], "schedule": model["schedule"],
+            "kind": DIFFUSION, "unet": model["unet"], "fusion": model["fusion"],
+            "schedule": model["flow"] if objective == "flow" else model["schedule"], "objective": objective,
+            "space": model.get("space", "pixel"), "vae": model.get("vae") if model.get("space") == "latent" else None,
             "text_encoder": model.get("text_encoder"), "image_encoder": model.get("image_encoder"),
             "sampling": dict(model.get("sampling") or hparams.get("sampling") or {}),
             "timestep_buckets": int(model.get("timestep_buckets", hparams.get("timestep_buckets", 4))),

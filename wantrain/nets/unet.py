@@ -13,16 +13,15 @@ from wantrain.nets.blocks import Downsample, ResBlock, Upsample, zero_
 from wantrain.nets.embeddings import TimestepEmbedding
 
 
-def frame_condition(image: torch.Tensor, num_frames: int, keep: torch.Tensor | None = None) -> torch.Tensor:
-    """Image (B, 3, H, W) -> (B, 4, T, H, W): the image on every frame + a mask channel that is 1 on frame 0;
-    all zeros for samples where `keep` (B,) bool is False (image dropped / text-to-video)."""
-    b, _, h, w = image.shape
-    frames = image[:, :, None].expand(b, image.shape[1], num_frames, h, w)
-    mask = torch.zeros(b, 1, num_frames, h, w, dtype=image.dtype, device=image.device)
+def frame_condition(frames: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """First-frame conditioning clip (B, C, T, H, W) -> (B, C + 1, T, H, W): the clip + a mask channel that is 1 on
+    frame 0; all zeros for samples where `keep` (B,) bool is False (image dropped / text-to-video)."""
+    b, _, t, h, w = frames.shape
+    mask = torch.zeros(b, 1, t, h, w, dtype=frames.dtype, device=frames.device)
     mask[:, :, 0] = 1.0
     cond = torch.cat([frames, mask], dim=1)
     if keep is not None:
-        cond = cond * keep.to(image.dtype).view(b, 1, 1, 1, 1)
+        cond = cond * keep.to(frames.dtype).view(b, 1, 1, 1, 1)
     return cond
 
 

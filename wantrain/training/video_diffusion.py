@@ -10,9 +10,11 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from wantrain.diffusion.flow import FlowMatching
 from wantrain.diffusion.model import Conditions, VideoDiffusion
 from wantrain.diffusion.sampling import sampling_options
 from wantrain.diffusion.schedule import NoiseSchedule
+from wantrain.diffusion.space import PIXELS, LatentSpace, Space, check_unet_channels
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.evaluation.video_metrics import psnr
@@ -33,6 +35,10 @@ class VideoDiffusionModule(pl.LightningModule):
         lr_scheduler: Callable[..., Any] | None = None,
         text_encoder: Callable[[], nn.Module] | None = None,
         image_encoder: Callable[[], nn.Module] | None = None,
+        objective: str = "ddpm",
+        flow: FlowMatching | None = None,
+        space: str = "pixel",
+        vae: Callable[[], nn.Module] | None = None,
         conditioning: str = "live",
         build_tiny_encoders: bool = False,
         ema_decay: float = 0.999,
@@ -44,13 +50,20 @@ class VideoDiffusionModule(pl.LightningModule):
         super().__init__()
         if conditioning not in ("live", "cached"):
             raise WantrainError(f"model.conditioning must be 'live' or 'cached', got {conditioning!r}")
-        self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "optimizer", "lr_scheduler",
-                                          "text_encoder", "image_encoder"])
-        self.model = VideoDiffusion(unet, fusion, schedule, timestep_buckets)
+        objectives = {"ddpm": schedule, "flow": flow}
+        if objectives.get(objective) is None:
+            raise WantrainError(f"model.objective={objective!r}: use ddpm (model.schedule) or flow (model.flow)")
+        if space not in ("pixel", "latent"):
+            raise WantrainError(f"model.space must be 'pixel' or 'latent', got {space!r}")
+        self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "flow", "optimizer", "lr_scheduler",
+                                          "text_encoder", "image_encoder", "vae"])
+        self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         # Frozen encoders live outside the module tree: no DDP wrapping, not in checkpoints, not in EMA.
-        self.encoders = FrozenEncoders(text_encoder, image_encoder, build_tiny_encoders)
+        self.encoders = FrozenEncoders(text_encoder, image_encoder, build_tiny_encoders,
+                                       vae if space == "latent" else None)
+        self._space: Space | None = None
         self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
         self.ema.requires_grad_(False)
         self.sampling = dict(sampling or {})
@@ -70,24 +83,38 @@ class VideoDiffusionModule(pl.LightningModule):
         """The trained condition fusion."""
         return self.model.fusion
 
+    @property
+    def space(self) -> Space:
+        """Pixel space, or the latent space of the frozen VAE (loaded on first use)."""
+        if self._space is None:
+            self._space = PIXELS if self.hparams.space == "pixel" else LatentSpace(self.encoders.load_vae())
+        return self._space
+
     # --- setup -------------------------------------------------------------------------------------
 
     def prepare_data(self) -> None:
-        """Build the tiny offline encoders at their configured paths when asked and missing (local rank 0)."""
-        if self.hparams.conditioning == "live":
-            self.encoders.build_missing()
+        """Build the tiny offline encoders (and VAE) at their configured paths when asked and missing (local rank 0)."""
+        self.encoders.build_missing()
 
     def setup(self, stage: str) -> None:
-        """Load the frozen encoders once per process and check their widths against the fusion module."""
+        """Load the frozen encoders (and VAE) once per process; check widths, channels and clip shapes."""
         datamodule = self.trainer.datamodule if attached_trainer(self) is not None else None
+        try:
+            check_unet_channels(self.unet, self.space)
+        except ValueError as err:
+            raise WantrainError(str(err)) from None
         self.check_resolution(getattr(datamodule, "resolution", None))
+        num_frames, resolution = getattr(datamodule, "num_frames", None), getattr(datamodule, "resolution", None)
+        if num_frames and resolution:
+            h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+            self.space.check_shape(int(num_frames), int(h), int(w))
         if self.hparams.conditioning == "live":
             self.encoders.load()
             self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
 
     def check_resolution(self, resolution: int | tuple[int, int] | None) -> None:
-        """Fail in one line when `data.resolution` does not divide by the UNet's downsampling factor."""
-        factor = int(getattr(self.unet, "downscale", 1))
+        """Fail in one line when `data.resolution` does not divide by the UNet's (and the VAE's) downsampling."""
+        factor = int(getattr(self.unet, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
         if resolution is None or factor <= 1:
             return
         h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
@@ -95,8 +122,9 @@ class VideoDiffusionModule(pl.LightningModule):
             near = [max(factor, v // factor * factor) for v in (h, w)]
             fix = near[0] if isinstance(resolution, int) else near
             raise WantrainError(
-                f"data.resolution={resolution} is not divisible by the UNet's downsampling factor {factor} "
-                f"(2**(len(model.unet.channel_mult)-1)); set data.resolution to a multiple of {factor} (e.g. {fix})"
+                f"data.resolution={resolution} is not divisible by the downsampling factor {factor} "
+                f"(2**(len(model.unet.channel_mult)-1), times the VAE's in latent space); set data.resolution to "
+                f"a multiple of {factor} (e.g. {fix})"
             )
 
     # --- conditioning -----------------------------------------------------------------------------------
@@ -111,7 +139,8 @@ class VideoDiffusionModule(pl.LightningModule):
             text, mask, tokens = batch["t5"], batch["t5_mask"], batch["dit"]
         else:
             text, mask, tokens = self.encoders.encode(batch["caption"], batch["image"], self.device)
-        return Conditions(text, mask, tokens, batch["image"]).to(self.device)
+        frames = self.space.first_frames(batch["image"].to(self.device), batch["video"].shape[2])
+        return Conditions(text, mask, tokens, frames).to(self.device)
 
     def log_buckets(self, prefix: str, losses: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> None:
         """Log the mean loss of each timestep bucket that has samples."""
@@ -125,7 +154,7 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Noise-prediction loss at random timesteps with condition dropout."""
-        losses, t = self.model.loss(batch["video"], self.conditions(batch))
+        losses, t = self.model.loss(self.space.encode(batch["video"]), self.conditions(batch))
         loss = losses.mean()
         b = losses.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
@@ -163,7 +192,8 @@ class VideoDiffusionModule(pl.LightningModule):
                                   if isinstance(v, (torch.Tensor, list))}
         generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx)
         b = batch["video"].shape[0]
-        losses = self.model.validation_losses(batch["video"], self.conditions(batch), generator)  # (buckets, B)
+        x0 = self.space.encode(batch["video"])
+        losses = self.model.validation_losses(x0, self.conditions(batch), generator)  # (buckets, B)
         t = torch.cat(self.model.validation_timesteps(b, self.device))
         losses = losses.flatten()
         self.log("val/loss", losses.mean(), prog_bar=True, batch_size=b, sync_dist=True)
@@ -187,9 +217,9 @@ class VideoDiffusionModule(pl.LightningModule):
         """Sample clips (B, 3, T, H, W) in [-1, 1] for a batch's first frames + captions with the EMA model;
         clip i from seed `seed + i` (default `sampling.seed`), exactly as `wantrain sample` draws it."""
         first = int(self.sampling.get("seed", 0) if seed is None else seed)
-        b, _, t = batch["video"].shape[:3]
-        options = sampling_options(self.sampling)
-        return self.ema.module.sample_from_seeds(self.conditions(batch), t, [first + i for i in range(b)], **options)
+        options = sampling_options(self.sampling, self.model.schedule.samplers)
+        seeds = [first + i for i in range(batch["video"].shape[0])]
+        return self.space.decode(self.ema.module.sample_from_seeds(self.conditions(batch), seeds, **options))
 
     def configure_optimizers(self) -> Any:
         """Optimizer (partial from config) over UNet + fusion, with an optional per-step LR schedule."""
