@@ -202,18 +202,28 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
     assert trainer.state.finished and torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
+OVERFIT = {  # experiment -> (frames, size) of the one clip
+    "i2v_tiny": (8, 16),  # DDPM (v-prediction) in pixels, DDIM sampling
+    "i2v_flow_tiny": (8, 16),  # flow matching in pixels, Euler sampling
+}
+
+
 @pytest.mark.slow
-def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(compose, data_dir, tmp_path):
-    """Train the real stage (encoders, fusion, UNet, schedule, EMA) on one clip through the real data pipeline; DDIM
-    sampling from that clip's first frame and caption then gives the clip back. Proves that training, schedule,
+@pytest.mark.parametrize("experiment", sorted(OVERFIT))
+def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(experiment, compose, data_dir, tmp_path):
+    """Train the real stage (encoders, fusion, UNet, objective, EMA) on one clip through the real data pipeline;
+    sampling from that clip's first frame and caption then gives the clip back. Proves that training, objective,
     targets and sampler agree."""
     from wantrain.data.synthetic import write_synthetic_dataset
 
-    write_synthetic_dataset(tmp_path / "one", num_clips=1, num_val_clips=1, shard_size=1, num_frames=8, size=16)
-    cfg = compose(f"paths.data_dir={data_dir}", f"data.train_shards={tmp_path}/one/train-00000.tar",
-                  f"data.val_shards={tmp_path}/one/train-00000.tar", "data.num_frames=8", "data.resolution=16",
-                  "data.batch_size=4", "data.num_workers=0", "data.samples_per_epoch=1200", "trainer.max_steps=300",
-                  "model.ema_decay=0.9", "model.sampling.num_steps=25", root=tmp_path)
+    frames, size = OVERFIT[experiment]
+    write_synthetic_dataset(tmp_path / "one", num_clips=1, num_val_clips=1, shard_size=1, num_frames=frames, size=size)
+    shard = f"{tmp_path}/one/train-00000.tar"
+    cfg = compose(f"+experiment={experiment}", f"paths.data_dir={data_dir}", f"data.train_shards={shard}",
+                  f"data.val_shards={shard}",
+                  f"data.num_frames={frames}", f"data.resolution={size}", "data.batch_size=4", "data.num_workers=0",
+                  "data.samples_per_epoch=1200", "trainer.max_steps=300", "model.ema_decay=0.9",
+                  "model.sampling.num_steps=25", root=tmp_path)
     torch.manual_seed(0)
     model = instantiate(cfg.model)
     datamodule = instantiate(cfg.data)
@@ -230,7 +240,7 @@ def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(com
     assert last < 0.1 * first, (first, last)  # the loss fell by more than 90%
 
     trained_psnr = psnr(model.generate(batch), batch["video"]).mean().item()
-    print(f"overfit one clip: loss {first:.4f} -> {last:.4f}; DDIM PSNR {trained_psnr:.1f} dB "
+    print(f"{experiment}: overfit one clip: loss {first:.4f} -> {last:.4f}; sample PSNR {trained_psnr:.1f} dB "
           f"(untrained {untrained_psnr:.1f} dB)")
     assert trained_psnr > 20.0 and trained_psnr > untrained_psnr + 10.0
 
