@@ -216,3 +216,102 @@ def build_tiny_clip(
         ).save_pretrained(str(out))
 
     return _build_atomic(path, spec, write)
+
+
+def _synthetic_clips(seed: int, count: int, num_frames: int, size: int) -> torch.Tensor:
+    """`count` synthetic clips (N, 3, T, H, W) in [-1, 1] (wantrain.data.synthetic) to fit / calibrate tiny VAEs."""
+    from wantrain.data.synthetic import clip_spec, render_clip
+
+    clips = [render_clip(clip_spec(seed, i), seed, i, num_frames, size) for i in range(count)]  # (T, H, W, 3) uint8
+    return torch.stack([torch.from_numpy(c).permute(3, 0, 1, 2) for c in clips]).float() / 127.5 - 1
+
+
+def _per_frame(video: torch.Tensor) -> torch.Tensor:
+    """(N, 3, T, H, W) -> (N*T, 3, H, W)."""
+    return video.transpose(1, 2).flatten(0, 1)
+
+
+def _fit_tiny_vae(vae: torch.nn.Module, clips: torch.Tensor, steps: int, batch: int, lr: float = 2e-3) -> None:
+    """Fit `vae` briefly to reconstruct `clips` (L1 on the posterior mean, a small latent L2 penalty)."""
+    opt = torch.optim.Adam(vae.parameters(), lr=lr)
+    vae.train()
+    for _ in range(steps):
+        x = clips[torch.randint(len(clips), (batch,))]
+        mu = vae.encode(x).latent_dist.mean
+        loss = (vae.decode(mu).sample - x).abs().mean() + 1e-3 * mu.pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    vae.eval()
+
+
+@torch.no_grad()
+def _latent_stats(vae: torch.nn.Module, clips: torch.Tensor, dims: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    """Mean and std of the VAE's latent means over `dims` (how real VAEs' normalisation constants are measured)."""
+    mu = vae.encode(clips).latent_dist.mean.double()
+    return mu.mean(dims), mu.std(dims)
+
+
+def build_tiny_wan_vae(
+    path: str | os.PathLike,
+    seed: int = 0,
+    base_dim: int = 8,
+    z_dim: int = 4,
+    train_steps: int = 0,
+) -> Path:
+    """Build a random AutoencoderKLWan (Wan-AI/Wan2.1-*-Diffusers vae/ layout: 8x space, 4x time, `z_dim` channels)
+    at `path`; `latents_mean`/`latents_std` measured on synthetic clips, after `train_steps` of fitting them."""
+    from diffusers import AutoencoderKLWan
+
+    spec = dict(kind="wan_vae", seed=seed, base_dim=base_dim, z_dim=z_dim, train_steps=train_steps)
+
+    def write(out: Path) -> None:
+        torch.manual_seed(seed)
+        vae = AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
+                               temperal_downsample=[False, True, True], latents_mean=[0.0] * z_dim,
+                               latents_std=[1.0] * z_dim).eval()
+        clips = _synthetic_clips(seed, 16, 9, 32)  # (16, 3, 9, 32, 32)
+        if train_steps:
+            _fit_tiny_vae(vae, clips, train_steps, batch=2)
+        mean, std = _latent_stats(vae, clips[:8], (0, 2, 3, 4))
+        vae.register_to_config(latents_mean=[round(v, 5) for v in mean.tolist()],
+                               latents_std=[round(v, 5) for v in std.tolist()])
+        vae.save_pretrained(str(out))
+
+    return _build_atomic(path, spec, write)
+
+
+def build_tiny_kl_vae(
+    path: str | os.PathLike,
+    seed: int = 0,
+    base_dim: int = 8,
+    latent_channels: int = 4,
+    train_steps: int = 0,
+) -> Path:
+    """Build a random AutoencoderKL (stabilityai/sd-vae-ft-mse layout: 8x space, `latent_channels` channels) at
+    `path`; `shift_factor`/`scaling_factor` measured on synthetic frames, after `train_steps` of fitting them."""
+    from diffusers import AutoencoderKL
+
+    spec = dict(kind="kl_vae", seed=seed, base_dim=base_dim, latent_channels=latent_channels, train_steps=train_steps)
+
+    def write(out: Path) -> None:
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            down_block_types=["DownEncoderBlock2D"] * 4,
+            up_block_types=["UpDecoderBlock2D"] * 4,
+            block_out_channels=[base_dim, base_dim, 2 * base_dim, 2 * base_dim],
+            layers_per_block=1,
+            latent_channels=latent_channels,
+            norm_num_groups=4,
+            sample_size=32,
+        ).eval()
+        frames = _per_frame(_synthetic_clips(seed, 16, 9, 32))  # (144, 3, 32, 32)
+        if train_steps:
+            _fit_tiny_vae(vae, frames, train_steps, batch=32)
+        mean, std = _latent_stats(vae, frames[:72], (0, 1, 2, 3))  # the first 8 clips
+        vae.register_to_config(shift_factor=round(mean.item(), 5), scaling_factor=round(1.0 / std.item(), 5))
+        vae.save_pretrained(str(out))
+
+    return _build_atomic(path, spec, write)
