@@ -180,3 +180,40 @@ def test_bfloat16_computes_low_and_returns_float32(vae_dir, clips):
     assert z.dtype == torch.float32
     torch.testing.assert_close(z, FrozenVAE(vae_dir / "wan", kind="wan").encode(clips), atol=0.3, rtol=0.1)
     assert vae.decode(z).dtype == torch.float32
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_autocast_does_not_change_the_latents(vae_dir, clips, kind):
+    vae = FrozenVAE(vae_dir / kind, kind=kind)
+    z = vae.encode(clips)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as under bf16-mixed training: live == cached latents
+        z_amp, video_amp = vae.encode(clips), vae.decode(z)
+    assert torch.equal(z_amp, z) and torch.equal(video_amp, vae.decode(z))
+
+
+def _psnr(vae: FrozenVAE, clips: torch.Tensor) -> float:
+    mse = (vae.decode(vae.encode(clips)) - clips).pow(2).mean()
+    return float(10 * torch.log10(4 / mse))
+
+
+def test_train_steps_fit_the_builder_and_mark_it(tmp_path, clips):
+    from safetensors.torch import load_file
+
+    from wantrain.encoders.tiny import MARKER
+
+    trained = build_tiny_kl_vae(tmp_path / "kl3", seed=0, train_steps=3)
+    untrained = build_tiny_kl_vae(tmp_path / "kl0", seed=0)
+    a = load_file(trained / "diffusion_pytorch_model.safetensors")
+    b = load_file(untrained / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((trained / MARKER).read_text())["train_steps"] == 3
+    with pytest.raises(ValueError, match="remove it or pick another path"):
+        build_tiny_kl_vae(trained, seed=0)  # a different build at the same path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("kind", "steps"), [("kl", 300), ("wan", 150)])
+def test_trained_tiny_vae_reconstructs_better(vae_dir, tmp_path, clips, kind, steps):
+    build = build_tiny_wan_vae if kind == "wan" else build_tiny_kl_vae
+    trained = FrozenVAE(build(tmp_path / kind, seed=0, train_steps=steps), kind=kind)
+    assert _psnr(trained, clips) > _psnr(FrozenVAE(vae_dir / kind, kind=kind), clips) + 3

@@ -270,7 +270,7 @@ def build_tiny_wan_vae(
         vae = AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
                                temperal_downsample=[False, True, True], latents_mean=[0.0] * z_dim,
                                latents_std=[1.0] * z_dim).eval()
-        clips = _synthetic_clips(seed, 16, 9, 32)  # (16, 3, 9, 32, 32)
+        clips = _synthetic_clips(seed, 64 if train_steps else 8, 9, 32)  # (N, 3, 9, 32, 32)
         if train_steps:
             _fit_tiny_vae(vae, clips, train_steps, batch=2)
         mean, std = _latent_stats(vae, clips[:8], (0, 2, 3, 4))
@@ -307,7 +307,7 @@ def build_tiny_kl_vae(
             norm_num_groups=4,
             sample_size=32,
         ).eval()
-        frames = _per_frame(_synthetic_clips(seed, 16, 9, 32))  # (144, 3, 32, 32)
+        frames = _per_frame(_synthetic_clips(seed, 64 if train_steps else 8, 9, 32))  # (N*9, 3, 32, 32)
         if train_steps:
             _fit_tiny_vae(vae, frames, train_steps, batch=32)
         mean, std = _latent_stats(vae, frames[:72], (0, 1, 2, 3))  # the first 8 clips

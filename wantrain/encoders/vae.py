@@ -145,11 +145,20 @@ class FrozenVAE(FrozenModule):
         """Raw latent mean (the posterior's mode) of (N, 3, [T,] H, W) pixels in the compute dtype."""
         return self.vae.encode(pixels.to(self.device, self.dtype)).latent_dist.mode()
 
+    def _exact(self) -> torch.autocast:
+        """Autocast off: the VAE computes in its own dtype, so live and cached latents agree under bf16-mixed."""
+        return torch.autocast(self.device.type, enabled=False)
+
     @torch.no_grad()
     def encode(self, video: torch.Tensor) -> torch.Tensor:
         """Videos (B, 3, T, H, W) in [-1, 1] -> normalised latents (B, C, T', H/s, W/s) float32 (deterministic:
-        the posterior mean). kl encodes `decode_chunk` frames per call."""
+        the posterior mean; autocast off). kl encodes `decode_chunk` frames per call."""
         self._check_video(video)
+        with self._exact():
+            return self._encode(video)
+
+    def _encode(self, video: torch.Tensor) -> torch.Tensor:
+        """encode without the checks and the autocast guard."""
         if self.kind == "wan":
             mu = self._mean(video).float()  # (B, C, T', h, w)
         else:
@@ -166,6 +175,11 @@ class FrozenVAE(FrozenModule):
         if latents.ndim != 5 or latents.shape[1] != self.latent_channels:
             raise ValueError(f"FrozenVAE.decode expects latents (B, {self.latent_channels}, T', h, w), "
                              f"got {tuple(latents.shape)}")
+        with self._exact():
+            return self._decode(latents)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """decode without the checks and the autocast guard."""
         z = latents.to(self.device, torch.float32) * self.latents_std.float() + self.latents_mean.float()
         z = z.to(self.dtype)
         if self.kind == "wan":
