@@ -15,14 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A `paths.data_dir` holding the default synthetic set and the tiny T5/DiT encoders, as `fit` builds them."""
+    """A `paths.data_dir` with the default synthetic set, the tiny T5/DiT encoders and Wan VAE (as `fit` builds)."""
     from wantrain.data.synthetic import caption_corpus, write_synthetic_dataset
-    from wantrain.encoders.tiny import build_tiny_dit, build_tiny_t5
+    from wantrain.encoders.tiny import build_tiny_dit, build_tiny_t5, build_tiny_wan_vae
 
     root = tmp_path_factory.mktemp("wantrain") / "data"
     write_synthetic_dataset(root / "synthetic")  # the defaults of conf/data/synthetic.yaml
     build_tiny_t5(root / "encoders" / "tiny-t5", caption_corpus())
     build_tiny_dit(root / "encoders" / "tiny-dit")
+    build_tiny_wan_vae(root / "encoders" / "tiny-wan-vae")  # the latent experiments' VAE
     return root
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wantrain.diffusion.space import PixelSpace
 from wantrain.evaluation.fvd import fvd
 from wantrain.evaluation.video_metrics import first_frame_psnr, psnr, temporal_difference, temporal_jump
 from wantrain.inference.base import BaseModel
@@ -60,6 +61,10 @@ def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_
             "tdiff": tdiff, "tdiff_real": tdiff_real, "tdiff_ratio": tdiff / max(tdiff_real, 1e-8),
             "tdiff_jump": temporal_jump(gen).mean().item(), "tdiff_jump_real": temporal_jump(gt).mean().item(),
         })
+        if not isinstance(model.space, PixelSpace):  # vs the VAE's own reconstruction: the diffusion model alone
+            recon = torch.cat([model.space.decode(model.space.encode(clip[None].to(model.device))).cpu()
+                               for clip in gt])
+            metrics["sample_psnr_vs_recon"] = psnr(gen, recon).mean().item()
         if i3d is not None:
             metrics["fvd"] = fvd(i3d, gt, gen)
     return metrics

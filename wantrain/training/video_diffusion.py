@@ -208,6 +208,10 @@ class VideoDiffusionModule(pl.LightningModule):
             videos = self.generate(self._val_examples)
             truth = self._val_examples["video"].to(videos.device)
             self.log("val/sample_psnr", psnr(videos, truth).mean(), batch_size=videos.shape[0], sync_dist=True)
+            if self.hparams.space == "latent":  # against the VAE's own reconstruction: the diffusion model alone
+                recon = self.space.decode(self.space.encode(truth))
+                self.log("val/sample_psnr_vs_recon", psnr(videos, recon).mean(), batch_size=videos.shape[0],
+                         sync_dist=True)
             if self.trainer.is_global_zero:
                 self.video_writer.write(self.trainer, self._val_examples, videos, self.global_step)
         self._val_examples = None
