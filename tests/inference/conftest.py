@@ -7,14 +7,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-SAMPLING = ["model.sampling.num_steps=2", "model.sampling.text_scale=2.0", "model.sampling.image_scale=1.5",
-            "model.sampling.sampler=dpm_solver"]
+SAMPLING = ["model.sampling.num_steps=2", "model.sampling.text_scale=2.0", "model.sampling.image_scale=1.5"]
+SAMPLERS = {"i2v_tiny": "dpm_solver", "i2v_flow_tiny": "unipc"}  # an objective each, a multistep sampler each
 
 
-@pytest.fixture
-def module_and_ckpt(compose, data_dir, tmp_path):
-    """A VideoDiffusionModule from the real config, its EMA pulled away from the raw weights, saved as `fit` does."""
-    cfg = compose(f"paths.data_dir={data_dir}", "trainer.max_steps=10", *SAMPLING, root=tmp_path)
+@pytest.fixture(params=sorted(SAMPLERS))
+def module_and_ckpt(request, compose, data_dir, tmp_path):
+    """A VideoDiffusionModule from the real config (DDPM and flow), its EMA pulled away from the raw weights,
+    saved as `fit` does."""
+    cfg = compose(f"+experiment={request.param}", f"paths.data_dir={data_dir}", "trainer.max_steps=10", *SAMPLING,
+                  f"model.sampling.sampler={SAMPLERS[request.param]}", root=tmp_path)
     torch.manual_seed(0)
     module = instantiate(cfg.model)
     module.setup("fit")  # loads the frozen encoders

@@ -12,7 +12,7 @@ from wantrain.inference.checkpoints import read_saved
 def test_generate_equals_the_training_modules_sampler(module_and_ckpt):
     module, path = module_and_ckpt
     image = torch.rand(1, 3, 32, 32) * 2 - 1
-    settings = {"num_steps": 2, "text_scale": 2.0, "image_scale": 1.5, "sampler": "dpm_solver"}  # = the config's
+    settings = {k: module.sampling[k] for k in ("num_steps", "text_scale", "image_scale", "sampler")}
     expected = module.generate({"video": torch.zeros(1, 3, 8, 32, 32), "image": image, "caption": ["a red ball"]},
                                seed=7)
     base = BaseModel.from_saved(read_saved(path))  # EMA weights, like module.generate
