@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wantrain.encoders.frozen import has_weights, resolve_local
 from wantrain.errors import WantrainError
 from wantrain.nets.freeze import freeze
 
@@ -24,6 +25,33 @@ def _cache_key(factory: Callable[[], nn.Module]) -> str:
 
 def _keyword(factory: Callable[[], nn.Module] | None, name: str, default: Any = None) -> Any:
     return factory.keywords.get(name, default) if isinstance(factory, partial) else default
+
+
+def _check_text(factory: Callable[[], nn.Module], path: str) -> None:
+    from wantrain.encoders.text import resolve_text_dirs
+
+    resolve_text_dirs(path)
+
+
+def _check_image(factory: Callable[[], nn.Module], path: str) -> None:
+    from wantrain.encoders.image import CLIP_HINT, DIT_HINT
+
+    if _keyword(factory, "backend", "dit") == "clip":
+        root = resolve_local(path, "CLIP image encoder", CLIP_HINT)
+        folder = root / "image_encoder" if (root / "image_encoder" / "config.json").exists() else root
+        needs, hint = [(folder, ("model", "pytorch_model"))], CLIP_HINT
+    else:  # the DiT-XL-2-256 layout: transformer/ and vae/, diffusers weights in each
+        root = resolve_local(path, "DiT image encoder", DIT_HINT)
+        needs, hint = [(root / sub, ("diffusion_pytorch_model",)) for sub in ("transformer", "vae")], DIT_HINT
+    for folder, stems in needs:
+        if not (folder / "config.json").exists() or not has_weights(folder, stems):
+            raise FileNotFoundError(f"{folder} lacks config.json or weights ({stems[0]}.safetensors / .bin): {hint}")
+
+
+def _check_vae(factory: Callable[[], nn.Module], path: str) -> None:
+    from wantrain.encoders.vae import resolve_vae_dir
+
+    resolve_vae_dir(path, _keyword(factory, "kind", "wan"))
 
 
 class FrozenEncoders:
@@ -56,6 +84,16 @@ class FrozenEncoders:
         if vae_path and not Path(vae_path).exists():
             kind = _keyword(self.vae_factory, "kind", "wan")
             (tiny.build_tiny_kl_vae if kind == "kl" else tiny.build_tiny_wan_vae)(vae_path)
+
+    def check_available(self) -> None:
+        """Fail in one line, loading nothing, when an encoder path lacks the config and weight files its loader
+        needs (paths that `build_missing` will fill with tiny encoders are fine)."""
+        checks = ((self.text_factory, _check_text), (self.image_factory, _check_image),
+                  (self.vae_factory, _check_vae))
+        for factory, check in checks:
+            path = _keyword(factory, "path")
+            if path is not None and not (self.build_tiny and not Path(path).exists()):
+                check(factory, path)
 
     def load(self) -> None:
         """Instantiate both encoders (once per process) in eval mode without gradients."""

@@ -12,6 +12,8 @@ from wantrain.data.dataset import ShardLoader, VideoShardDataset
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.synthetic import write_synthetic_dataset
+from wantrain.errors import WantrainError
+from wantrain.io.tar import read_samples
 from wantrain.ranks import dist_rank
 
 
@@ -76,6 +78,27 @@ class VideoShardDataModule(pl.LightningDataModule):
             if not urls or any(not is_remote(u) and not os.path.isfile(u) for u in urls):
                 return True
         return False
+
+    def check_shards(self, names: Sequence[str] = ("train_shards", "val_shards")) -> None:
+        """Fail in one line, before anything is written, when configured local shards are missing or their first
+        sample lacks the cached embeddings `data.embeddings` names (a configured synthetic set is generated)."""
+        if self.synthetic is not None and self._missing():
+            return
+        wanted = {f"{name}.npy" for name in self.decoder_args["embeddings"]}
+        for name in names:
+            spec = getattr(self, name)
+            if spec is None:
+                continue
+            urls = self._urls(spec, name)
+            local = next((u for u in urls if not is_remote(u)), None)
+            if not wanted or local is None:
+                continue
+            first = next(read_samples(local, lambda ext: ext in wanted), None)
+            lacking = sorted(wanted - set(first or {}))
+            if lacking:
+                raise WantrainError(
+                    f"data.embeddings asks for {', '.join(lacking)} but the first sample of {local} has none: cache "
+                    "them with `python -m wantrain encode out=DIR` and train on DIR, or set data.embeddings=[]")
 
     def prepare_data(self) -> None:
         """Write the synthetic set when it is configured and its shards are missing (local rank 0 only)."""

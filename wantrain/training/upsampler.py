@@ -139,6 +139,18 @@ class UpsamplerModule(pl.LightningModule):
         rank = self.global_rank if attached_trainer(self) is not None else 0
         return torch.Generator().manual_seed((int(self.hparams.seed) * 1_000_003 + rank * 7919 + salt) % (2 ** 63))
 
+    def check_resolution(self, resolution: int | tuple[int, int] | None) -> None:
+        """Fail in one line, before a Trainer exists, when `data.resolution` is not this stage's HR size (the
+        check `make_pair` does on every batch) or cannot be halved."""
+        if resolution is None:
+            return
+        h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+        if self.lr_size is not None and (h, w) != (2 * self.lr_size, 2 * self.lr_size):
+            raise WantrainError(f"sr_stage{self.hparams.stage} maps {self.lr_size} -> {2 * self.lr_size} px but "
+                                f"data.resolution={resolution}: set data.resolution={2 * self.lr_size}")
+        if h % 2 or w % 2:
+            raise WantrainError(f"data.resolution={resolution} is the HR size of a ×2 stage: use an even size")
+
     def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """HR clip (B, 3, T, H, W) -> (LR (B, 3, T, H/2, W/2), noise level (B,), HR after cropping)."""
