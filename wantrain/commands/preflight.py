@@ -1,14 +1,85 @@
-"""Checks before a run starts that turn would-be DDP hangs into one-line errors."""
+"""Preflight: everything a training-type command checks (and builds) before its first side effect.
+
+A wrong launch (missing shards or weights, a bad resolution, an unknown key, a checkpoint of another model)
+fails here in one line and leaves nothing behind: no run folder, no logger files, no wandb run, no generated
+data, no spawned ranks. The checks run cheapest first: shards and encoder paths before the model is built.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from wantrain.commands.instantiate import build_trainer
+from wantrain.commands.run_setup import seed_run
 from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.skips import SkipCounter
+from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
+from wantrain.training.checkpoint_compat import check_checkpoint_fits
+from wantrain.training.resume import resolve_ckpt_path
+
+
+@dataclass
+class Prepared:
+    """What the preflight built, ready to run: nothing has been written yet."""
+
+    datamodule: Any
+    model: pl.LightningModule
+    trainer: pl.Trainer
+    ckpt_path: str | None
+
+
+def check_encoders(model: DictConfig) -> None:
+    """The frozen encoders' (and VAE's) paths hold config and weight files, checked without loading them
+    (tiny encoders that `build_tiny_encoders` creates on first use are fine)."""
+    live = model.get("conditioning", "live") == "live"
+    nodes = [model.get("text_encoder") if live else None, model.get("image_encoder") if live else None,
+             model.get("vae") if model.get("space", "pixel") == "latent" else None]
+    if not any(nodes):
+        return  # the upsampler stages, or cached conditioning in pixel space
+    factories = [instantiate(node) if node is not None else None for node in nodes]
+    FrozenEncoders(factories[0], factories[1], bool(model.get("build_tiny_encoders", False)),
+                   factories[2]).check_available()
+
+
+def check_conditioning(cfg: DictConfig) -> None:
+    """model.conditioning=cached needs the cached t5 and dit embeddings in the batches."""
+    if cfg.model.get("conditioning") != "cached":
+        return
+    missing = [name for name in ("t5", "dit") if name not in (cfg.data.get("embeddings") or [])]
+    if missing:
+        raise WantrainError(f"model.conditioning=cached needs data.embeddings to include {missing}: cache them "
+                            "with `python -m wantrain encode out=DIR`, then data.embeddings=[t5,dit]")
+
+
+def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback] | None = None) -> Prepared:
+    """Seed, then check and build data, model, checkpoint and Trainer for `fit` / `validate`, in that order,
+    before anything is written (cheap checks first); raise one-line errors."""
+    seed_run(cfg)
+    check_conditioning(cfg)
+    datamodule = instantiate(cfg.data)
+    if hasattr(datamodule, "check_shards"):
+        datamodule.check_shards()
+    check_encoders(cfg.model)
+    max_steps = cfg.trainer.get("max_steps") if command == "fit" else None
+    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.run_dir, max_steps)
+    if ckpt_path is None and command == "validate":
+        raise WantrainError(f"no checkpoint to validate in {cfg.run_dir}/checkpoints; pass ckpt_path=PATH/TO.ckpt")
+    model = instantiate(cfg.model)
+    if hasattr(model, "check_resolution"):
+        model.check_resolution(getattr(datamodule, "resolution", None))
+    if ckpt_path is not None:
+        check_checkpoint_fits(ckpt_path, model)  # another stage / architecture: one line, not a key dump
+    trainer = build_trainer(cfg, extra_callbacks=extra_callbacks)
+    check_validation_split(datamodule, trainer.world_size)
+    return Prepared(datamodule, model, trainer, ckpt_path)
 
 
 def count_samples(urls: list[str]) -> int:

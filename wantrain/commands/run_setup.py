@@ -1,4 +1,4 @@
-"""Start of every training-type command: seed, run directory, saved and printed config."""
+"""Start of every training-type command: seed, then (after the preflight) run directory, saved and printed config."""
 
 from __future__ import annotations
 
@@ -25,13 +25,33 @@ def print_config_tree(cfg: DictConfig,
     rich.print(tree)
 
 
+def seed_run(cfg: DictConfig) -> None:
+    """Seed python, numpy and torch (and the loader workers) from `cfg.seed`, before anything is built."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+
+
+def write_hydra_record(cfg: DictConfig, folder: Path) -> None:
+    """Hydra's record of the launch in `folder/.hydra/` (config.yaml unresolved, hydra.yaml, overrides.yaml):
+    written here, after the preflight checks, because Hydra itself is told to write nothing (conf/hydra)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    record = folder / ".hydra"
+    record.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, record / "config.yaml")
+    if HydraConfig.initialized():
+        hydra_cfg = HydraConfig.get()
+        OmegaConf.save(OmegaConf.create({"hydra": hydra_cfg}), record / "hydra.yaml")
+        OmegaConf.save(hydra_cfg.overrides.task, record / "overrides.yaml")
+
+
 def start_run(cfg: DictConfig) -> Path:
-    """Seed everything, create `run_dir`, save the resolved config there and print it (rank 0)."""
-    pl.seed_everything(cfg.seed, workers=True)
+    """The first side effect of a run, after the preflight checks: create `run_dir`, save the resolved config
+    and Hydra's record there and print the config (rank 0)."""
     run_dir = Path(cfg.run_dir)
     if rank_zero_only.rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+        write_hydra_record(cfg, run_dir)
         if cfg.get("print_config", True):
             print_config_tree(cfg)
     return run_dir

@@ -1,0 +1,98 @@
+"""A wrong launch fails in the preflight, in one line and in seconds, and leaves nothing behind: no run folder,
+no Hydra record, no logger files, no wandb run, no generated data or tiny encoders (wandb is offline here, so a
+started run would leave `wandb/` files)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from wantrain.__main__ import main
+
+TINY = ["trainer.max_steps=1", "data.num_workers=0", "data.batch_size=2", "data.samples_per_epoch=4",
+        "print_config=false"]
+
+
+@pytest.fixture
+def launch(tmp_path, capsys, monkeypatch):
+    """`python -m wantrain ARGS` in-process from an empty tmp_path: (exit code, last stderr line, seconds)."""
+    monkeypatch.chdir(tmp_path)
+    for key in ("WANTRAIN_RUN_STAMP", "SLURM_JOB_ID", "WANTRAIN_ROOT", "WANTRAIN_WEIGHTS"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+
+    def run(*args: str) -> tuple[int, str, float]:
+        capsys.readouterr()
+        start = time.monotonic()
+        try:
+            code = main(list(args))
+        except SystemExit as stop:
+            code = stop.code
+        seconds = time.monotonic() - start
+        err = capsys.readouterr().err.strip().splitlines()
+        return code, (err[-1] if err else ""), seconds
+    return run
+
+
+def nothing_left(folder: Path) -> None:
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert left == [], f"a failed launch left {left}"
+
+
+def shard_of(data_dir: Path) -> str:
+    return str(data_dir / "synthetic" / "train-00000.tar")
+
+
+CASES = {
+    # the full-size experiment on a machine without its T5-XXL / DiT-XL weights (the 650M-parameter UNet is
+    # never built: the encoder paths are checked first)
+    "missing weights": lambda d: ["+experiment=i2v_64", "trainer=default", f"data.train_shards={shard_of(d)}"],
+    "missing shards": lambda d: ["data=shards", "data.train_shards='/nonexistent/train-{0..3}.tar'"],
+    "bad resolution": lambda d: ["data.resolution=30", "model.unet.channel_mult=[1,2,2]"],
+    "unknown key": lambda d: ["+model.unet.chanels=8"],
+    "missing checkpoint": lambda d: ["ckpt_path=/nonexistent/last.ckpt"],
+    "cached conditioning without embeddings": lambda d: ["model.conditioning=cached"],
+}
+MESSAGES = {
+    "missing weights": "is neither a local directory nor a hub id",
+    "missing shards": "data.train_shards: shard /nonexistent/train-0.tar does not exist",
+    "bad resolution": "data.resolution=30 is not divisible",
+    "unknown key": "unknown config key model.unet.chanels",
+    "missing checkpoint": "checkpoint /nonexistent/last.ckpt does not exist",
+    "cached conditioning without embeddings": "model.conditioning=cached needs data.embeddings",
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_launch_leaves_nothing_behind(launch, data_dir, tmp_path, case):
+    # the default data is the synthetic set under ./data, generated when missing: a launch that got past the
+    # preflight would write it (and the tiny encoders) into this empty folder
+    code, line, seconds = launch("fit", *TINY, *CASES[case](data_dir))
+    print(f"preflight: {case}: exit {code} after {seconds:.1f} s: {line}")
+    assert code == 1 and line.startswith("wantrain: error: ") and MESSAGES[case] in line, line
+    nothing_left(tmp_path)
+    assert seconds < 60  # a sanity bound only; the figure is printed above (seconds, not a training start)
+
+
+def test_validate_without_a_checkpoint_leaves_nothing_behind(launch, tmp_path):
+    code, line, seconds = launch("validate", *TINY)
+    print(f"preflight: validate without checkpoint: exit {code} after {seconds:.1f} s")
+    assert code == 1 and "no checkpoint to validate" in line, line
+    nothing_left(tmp_path)
+
+
+@pytest.mark.slow
+def test_missing_weights_as_a_user_sees_it(wantrain_cli, data_dir, tmp_path):
+    """A real process (imports included), wandb in its default mode (offline without a login)."""
+    start = time.monotonic()
+    result = wantrain_cli(["fit", *CASES["missing weights"](data_dir)], cwd=tmp_path, env={"WANDB_MODE": None})
+    seconds = time.monotonic() - start
+    print(f"preflight: fit +experiment=i2v_64 without weights: exit {result.returncode} after {seconds:.1f} s")
+    assert result.returncode == 1, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[-1]] and "t5-v1_1-xxl" in lines[-1], result.stderr[-2000:]  # one line, nothing else
+    assert result.stdout == ""
+    nothing_left(tmp_path)
+    assert seconds < 120
