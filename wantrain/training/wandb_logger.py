@@ -13,7 +13,7 @@ from urllib.parse import urlparse
 
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.loggers.logger import rank_zero_experiment
-from pytorch_lightning.utilities import rank_zero_only, rank_zero_warn
+from pytorch_lightning.utilities import rank_zero_warn
 
 from wantrain.training.lightning_private import forget_wandb_run, wandb_init_kwargs
 
@@ -31,24 +31,35 @@ def has_wandb_login() -> bool:
         return False
 
 
-def persistent_run_id(run_dir: Path) -> str:
-    """The wandb run id stored in the run directory, created once by rank 0."""
+def stored_run_id(run_dir: Path) -> str:
+    """The wandb run id kept in the run directory, or a new one (written by `save_run_id` when the run starts)."""
     path = run_dir / RUN_ID_FILE
     if path.is_file():
         return path.read_text().strip()
-    run_id = "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # wandb's id form
-    if rank_zero_only.rank == 0:
-        run_dir.mkdir(parents=True, exist_ok=True)
+    return "".join(secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8))  # wandb's id form
+
+
+def save_run_id(run_dir: Path, run_id: str) -> None:
+    """Keep the run id in the run directory (resumes and requeues continue that run) and create `run_dir/wandb`
+    (wandb falls back to /tmp when its dir is missing)."""
+    (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+    path = run_dir / RUN_ID_FILE
+    if not path.is_file():
         path.write_text(run_id)
-    return run_id
 
 
 class ResilientWandbLogger(WandbLogger):
-    """WandbLogger that falls back to offline logging, with one warning, when the wandb server cannot be reached."""
+    """WandbLogger that writes nothing until its run starts (the first log call, after the preflight checks) and
+    falls back to offline logging, with one warning, when the wandb server cannot be reached."""
+
+    run_dir: Path | None = None  # where the run id and wandb/ go, created when the run starts
 
     @property
     @rank_zero_experiment
     def experiment(self) -> Any:
+        kwargs = wandb_init_kwargs(self)
+        if self.run_dir is not None and kwargs.get("id") and kwargs.get("mode") != "disabled":
+            save_run_id(self.run_dir, kwargs["id"])
         try:
             return WandbLogger.experiment.fget(self)
         except Exception as err:  # wandb raises several types for network failures and timeouts
@@ -85,13 +96,13 @@ def make_wandb_logger(
     mode = mode or os.environ.get("WANDB_MODE") or ("online" if has_wandb_login() else "offline")
     if mode == "dryrun":
         mode = "offline"
-    run_id = None
-    if mode != "disabled":
-        run_id = persistent_run_id(path)
-        if rank_zero_only.rank == 0:
-            (path / "wandb").mkdir(parents=True, exist_ok=True)  # wandb falls back to /tmp when dir is missing
-    return ResilientWandbLogger(
+    run_id = stored_run_id(path) if mode != "disabled" else None
+    logger = ResilientWandbLogger(
         save_dir=str(path), project=project, name=name, entity=entity, group=group, tags=list(tags or []),
         id=run_id, resume="allow" if run_id else None, log_model=log_model, mode=mode,
         settings=wandb.Settings(init_timeout=init_timeout, silent=True),
     )
+    logger.run_dir = path
+    # Lightning always passes `anonymous` (None by default), which wandb 0.31 answers with a deprecation line
+    wandb_init_kwargs(logger).pop("anonymous", None)
+    return logger
