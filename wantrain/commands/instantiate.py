@@ -10,6 +10,8 @@ from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvir
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 
+from wantrain.training.callbacks import ParameterSummary
+
 
 def instantiate_group(group: DictConfig | None) -> list[Any]:
     """Instantiate every `_target_` node of a group like `callbacks` or `logger` (null entries are dropped)."""
@@ -24,6 +26,10 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = N
     callbacks = [*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])]
     if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
         callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]  # Lightning refuses both
+    if not overrides.get("enable_model_summary", cfg.trainer.get("enable_model_summary", True)):
+        callbacks = [c for c in callbacks if not isinstance(c, ParameterSummary)]
+    if any(isinstance(c, ParameterSummary) for c in callbacks):
+        overrides["enable_model_summary"] = False  # ours replaces Lightning's layer table
     if not loggers:  # `logger=none`: LearningRateMonitor refuses to run without a logger
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     plugins = list(instantiate(cfg.trainer.get("plugins")) or [])

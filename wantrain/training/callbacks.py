@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.utilities import grad_norm
+from torch import nn
 
 from wantrain.training.lightning_private import last_saved_step, save_last_checkpoint
 
@@ -50,6 +51,44 @@ class GradNormMonitor(pl.Callback):
         total = norms.get(f"grad_{float(self.norm_type)}_norm_total")
         if total is not None:
             pl_module.log("train/grad_norm", total, on_step=True, on_epoch=False)
+
+
+class ParameterSummary(pl.Callback):
+    """A short table of parameter counts at the start of fit, per top-level part of the module (trainable and not
+    trained, e.g. the EMA copy or a frozen VGG), plus the frozen encoders kept outside it; replaces Lightning's
+    layer table (build_trainer turns that off), whose FLOPs column is always 0 here."""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero:
+            print(parameter_summary(pl_module), flush=True)
+
+
+def parameter_summary(module: nn.Module) -> str:
+    """Lines `part  trainable  not trained` for each child of `module`, a total, and frozen encoders outside it."""
+    from pytorch_lightning.utilities.model_summary import get_human_readable_count as count
+
+    rows = []
+    for name, child in module.named_children():
+        params = list(child.parameters())
+        rows.append((name, sum(p.numel() for p in params if p.requires_grad),
+                     sum(p.numel() for p in params if not p.requires_grad)))
+    rows.append(("total", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    width = max(len(r[0]) for r in rows)
+    lines = [f"{type(module).__name__}: {'part':<{width}}  {'trainable':>9}  {'not trained':>11}"]
+    lines += [f"{'':{len(type(module).__name__) + 1}} {n:<{width}}  {count(t).strip():>9}  {count(f).strip():>11}"
+              for n, t, f in rows]
+    encoders = getattr(module, "encoders", None)
+    loaded = [(n, getattr(encoders, n, None)) for n in ("text", "image", "vae")]
+    frozen = [f"{n} {count(_frozen_size(net)).strip()}" for n, net in loaded if net is not None]
+    if frozen:
+        lines.append(f"frozen encoders (outside the module, not in checkpoints): {', '.join(frozen)}")
+    return "\n".join(lines)
+
+
+def _frozen_size(net: nn.Module) -> int:
+    """Parameters of a frozen encoder, including the nets a FrozenModule hides from parameters()."""
+    nets = [net, *getattr(net, "_frozen", {}).values()]
+    return sum(p.numel() for sub in nets for p in sub.parameters())
 
 
 class LogLinesProgress(ProgressBar):
