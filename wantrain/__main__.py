@@ -190,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(page)
         return 0
     from wantrain.commands.launch import prepare_launch
+    from wantrain.commands.quiet import quiet_third_party
 
+    quiet_third_party()
     prepare_launch()
     try:
         name, action, overrides = split_argv(argv)
