@@ -77,12 +77,12 @@ def test_fast_forward_reads_but_never_decodes_the_consumed_clips(small_set):
     shards = expand_shard_spec(str(out / "train-{00000..00003}.tar"))
     first = _loader(shards, 0)
     _stream(first, epochs=1, stop=BATCHES - 1)
-    cost_before = first.dataset.decoder.frames_decoded
+    cost_before = first.shard_dataset.decoder.frames_decoded
     resumed = _loader(shards, 0)
     resumed.load_state_dict(first.state_dict())
     _stream(resumed, epochs=1, stop=1)
     # one batch of 2 clips (+ the look-ahead clip), not the 4 clips consumed before the interruption as well
-    assert resumed.dataset.decoder.frames_decoded <= cost_before * 3 / (2 * (BATCHES - 1)) + 1
+    assert resumed.shard_dataset.decoder.frames_decoded <= cost_before * 3 / (2 * (BATCHES - 1)) + 1
 
 
 def test_state_of_every_rank_and_a_changed_setup_starts_a_new_epoch(small_set):

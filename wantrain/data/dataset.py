@@ -192,7 +192,9 @@ class ShardLoader:
         prefetch_factor: int | None = 2,
         multiprocessing_context: str | None = None,
     ) -> None:
-        self.dataset, self.batches_per_epoch = dataset, batches_per_epoch
+        # not `.dataset`: Lightning would take this loader for a DataLoader over an IterableDataset and warn that
+        # its __len__ may be wrong with workers; here it is exact (every rank and epoch yields batches_per_epoch)
+        self.shard_dataset, self.batches_per_epoch = dataset, batches_per_epoch
         dataset.report_position = True
         self.num_workers = max(1, num_workers)
         self.loader = DataLoader(
@@ -228,8 +230,8 @@ class ShardLoader:
     def __iter__(self) -> Iterator[dict]:
         progress = self._begin()
         self._progress, self._epoch = progress, progress["epoch"] + 1
-        self.dataset.epoch = progress["epoch"]
-        self.dataset.resume = None if progress["batches"] == 0 else {
+        self.shard_dataset.epoch = progress["epoch"]
+        self.shard_dataset.resume = None if progress["batches"] == 0 else {
             "epoch": progress["epoch"], "rotation": progress["next_worker"], "positions": progress["positions"]}
         for batch in iter(self.loader):
             worker, _, after = batch.pop(POSITION_KEY)
@@ -260,7 +262,7 @@ class ShardLoader:
 
     def _signature(self) -> dict:
         """What must not change for saved positions to mean the same samples."""
-        ds = self.dataset
+        ds = self.shard_dataset
         shards = hashlib.blake2b("\n".join(ds.shards).encode(), digest_size=8).hexdigest()
         return {"world_size": ds.where()[1], "num_workers": self.num_workers, "batch_size": ds.batch_size,
                 "seed": ds.seed, "shards": shards, "shuffle_buffer": ds.shuffle_buffer, "resampled": ds.resampled}
@@ -269,11 +271,11 @@ class ShardLoader:
         """Every rank's position (a collective under DDP: Lightning calls it on all ranks when saving)."""
         own = self._restored or self._progress or self._fresh(self._epoch)
         own = {**own, "positions": list(own["positions"]), "signature": self._signature()}
-        return {"version": 1, "ranks": gather_states(own, self.dataset.where()[1])}
+        return {"version": 1, "ranks": gather_states(own, self.shard_dataset.where()[1])}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a saved position; a changed setup (ranks, workers, shards...) starts a new epoch."""
-        rank, _ = self.dataset.where()
+        rank, _ = self.shard_dataset.where()
         states = state.get("ranks", [])
         own = states[rank] if rank < len(states) else None
         if own is not None and own.get("signature") == self._signature():
