@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import logging
 import os
 import re
 import sys
@@ -173,10 +174,19 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
             raise SystemExit(1) from None
 
     sys.argv[:] = [full_argv[0], *overrides]
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     try:
         task()
     finally:
         sys.argv[:] = full_argv
+        # Hydra gave the root logger a console handler bound to this launch's sys.stdout: put the caller's logging
+        # back, so an in-process caller (a test, a notebook) is not left with a handler on a stream it closes
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
