@@ -15,6 +15,9 @@ WARNINGS: tuple[tuple[str, type[Warning], str, str], ...] = (
      "a plain launch on a machine with SLURM installed is intended; slurm/*.sbatch start ranks with srun"),
     (r"Found \d+ module\(s\) in eval mode at the start of training", Warning, r"pytorch_lightning\.loops\.fit_loop",
      "the frozen feature nets (VGG19, LPIPS) of the upsampler stages stay in eval mode by design"),
+    (r"Using ModelCheckpoint with manual optimization and every_n_train_steps", Warning,
+     r"pytorch_lightning\.callbacks\.model_checkpoint",
+     "the upsampler (manual optimization) saves the state after its step on purpose: resume continues from it"),
 )
 
 # (logger name, message prefix, reason): Lightning's rank-zero info lines that carry no information for a run
