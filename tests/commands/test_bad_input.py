@@ -71,7 +71,7 @@ def test_unknown_config_keys(cli, data_dir, wantrain_cli, tmp_path):
 
 def test_resolution_not_divisible_by_the_unet_downsampling(cli, data_dir):
     one_line(*cli("fit", *base(data_dir, "r"), "data.resolution=30", "model.unet.channel_mult=[1,2,2]"), 1,
-             "data.resolution=30 is not divisible by the UNet's downsampling factor 4",
+             "data.resolution=30 is not divisible by the downsampling factor 4",
              "set data.resolution to a multiple of 4 (e.g. 28)")
 
 

@@ -77,7 +77,11 @@ def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback
         model.check_resolution(getattr(datamodule, "resolution", None))
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, model)  # another stage / architecture: one line, not a key dump
-    trainer = build_trainer(cfg, extra_callbacks=extra_callbacks)
+    # no validation shards: no validation loop (else Lightning warns about a zero-length list of loaders)
+    no_val = {"limit_val_batches": 0} if getattr(datamodule, "val_shards", "") is None else {}
+    if no_val and command == "validate":
+        raise WantrainError("nothing to validate: data.val_shards is null; set it to your validation shards")
+    trainer = build_trainer(cfg, extra_callbacks=extra_callbacks, **no_val)
     check_validation_split(datamodule, trainer.world_size)
     return Prepared(datamodule, model, trainer, ckpt_path)
 

@@ -84,6 +84,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     torch.manual_seed(int(cfg.seed))
     saved = read_saved(cfg.ckpt, "ckpt", bool(cfg.use_ema))
     data = data_config(saved, cfg.data)
+    instantiate(data).check_shards(("test_shards",) if data.get("test_shards") else ("val_shards",))  # preflight
     start = time.time()
     result = (test_diffusion if saved.kind == DIFFUSION else test_upsampler)(cfg, saved, data)
     shards = data.get("test_shards") or data.get("val_shards")
