@@ -96,3 +96,23 @@ def test_missing_weights_as_a_user_sees_it(wantrain_cli, data_dir, tmp_path):
     assert result.stdout == ""
     nothing_left(tmp_path)
     assert seconds < 120
+
+
+NOISE = ("💡", "litlogger", "anonymous setting", "LeafSpec", "IterableDataset", "Total FLOPs", "srun",
+         "was configured so", "Writing model shards", "Logging error")
+
+
+@pytest.mark.slow
+def test_fit_prints_no_third_party_noise(wantrain_cli, data_dir, tmp_path):
+    """A short default fit (wandb offline as without a login) prints wantrain's lines and Lightning's device lines,
+    none of the known advertisement / deprecation / warning lines, and closes with the run folder."""
+    result = wantrain_cli(["fit", f"paths.data_dir={data_dir}", "run_name=q", "print_config=false",
+                           "trainer.max_steps=2", "data.samples_per_epoch=4", "data.batch_size=2",
+                           "trainer.limit_val_batches=1", "model.sampling.num_steps=2"],
+                          cwd=tmp_path, env={"WANDB_MODE": "offline"})
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert [n for n in NOISE if n in output] == [], output
+    assert "VideoDiffusionModule: part   trainable  not trained" in output
+    assert f"run folder {tmp_path}/runs/q: checkpoints/last.ckpt" in output
+    assert "wandb sync" in output

@@ -47,3 +47,35 @@ def test_unreachable_server_falls_back_to_offline(wantrain_cli, data_dir, tmp_pa
     assert "wandb server unreachable" in result.stderr
     assert list(run_dir.glob("wandb/offline-run-*"))
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+
+def test_building_the_logger_writes_nothing(tmp_path):
+    """The preflight builds the loggers: no run folder, run id file or wandb/ yet; a resume reads the stored id."""
+    from wantrain.training.lightning_private import wandb_init_kwargs
+    from wantrain.training.wandb_logger import RUN_ID_FILE, make_wandb_logger
+
+    run_dir = tmp_path / "run"
+    kwargs = wandb_init_kwargs(make_wandb_logger(str(run_dir), mode="offline"))
+    assert not run_dir.exists()
+    assert "anonymous" not in kwargs  # Lightning's default None made wandb 0.31 print a deprecation line
+    run_dir.mkdir()
+    (run_dir / RUN_ID_FILE).write_text("abcd1234")
+    assert wandb_init_kwargs(make_wandb_logger(str(run_dir), mode="offline"))["id"] == "abcd1234"
+    assert sorted(p.name for p in run_dir.iterdir()) == [RUN_ID_FILE]
+
+
+@pytest.mark.slow
+def test_run_id_and_wandb_folder_appear_when_the_run_starts(tmp_path):
+    from wantrain.training.lightning_private import wandb_init_kwargs
+    from wantrain.training.wandb_logger import RUN_ID_FILE, make_wandb_logger
+
+    run_dir = tmp_path / "run"
+    logger = make_wandb_logger(str(run_dir), mode="offline")
+    run_id = wandb_init_kwargs(logger)["id"]
+    try:
+        logger.experiment  # noqa: B018 - starts the (offline) run
+        assert (run_dir / RUN_ID_FILE).read_text() == run_id
+        assert list(run_dir.glob(f"wandb/offline-run-*-{run_id}"))
+    finally:
+        logger.experiment.finish()

@@ -6,7 +6,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wantrain.commands.failures import user_errors
 from wantrain.commands.preflight import prepare_run
-from wantrain.commands.run_setup import start_run
+from wantrain.commands.run_setup import print_run_summary, start_run
 from wantrain.training.callbacks import RunConfigInCheckpoint
 
 
@@ -16,7 +16,8 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     with user_errors():
         run_config = OmegaConf.to_container(cfg, resolve=True)
         ready = prepare_run(cfg, "fit", extra_callbacks=[RunConfigInCheckpoint(run_config)])
-        start_run(cfg)
+        run_dir = start_run(cfg)
         for logger in ready.trainer.loggers:
             logger.log_hyperparams(run_config)  # the whole resolved config, not only the module's arguments
         ready.trainer.fit(ready.model, datamodule=ready.datamodule, ckpt_path=ready.ckpt_path)
+        print_run_summary(run_dir)

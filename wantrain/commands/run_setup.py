@@ -55,3 +55,16 @@ def start_run(cfg: DictConfig) -> Path:
         if cfg.get("print_config", True):
             print_config_tree(cfg)
     return run_dir
+
+
+def print_run_summary(run_dir: Path) -> None:
+    """One closing line: where the run's files are and how to continue it (rank 0)."""
+    if rank_zero_only.rank != 0:
+        return
+    parts = [name for name in ("checkpoints/last.ckpt", "samples/", "csv/", "export/") if (run_dir / name).exists()]
+    offline = sorted(run_dir.glob("wandb/offline-run-*"))
+    if offline:
+        parts.append(f"wandb/ (offline: `wandb sync {run_dir}/wandb/offline-run-*`)")
+    print(f"run folder {run_dir}: {', '.join(parts) or 'empty'}; continue it with run_name={run_dir.name} and a "
+          "larger trainer.max_steps", flush=True)
+

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,20 @@ def _cache_key(factory: Callable[[], nn.Module]) -> str:
 
 def _keyword(factory: Callable[[], nn.Module] | None, name: str, default: Any = None) -> Any:
     return factory.keywords.get(name, default) if isinstance(factory, partial) else default
+
+
+@contextmanager
+def _no_transformers_bars() -> Iterator[None]:
+    """transformers' tqdm bars off inside the block (restored after)."""
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def _check_text(factory: Callable[[], nn.Module], path: str) -> None:
@@ -69,6 +84,10 @@ class FrozenEncoders:
         """Write tiny random encoders (real architectures) where the config asks for them and none exist."""
         if not self.build_tiny:
             return
+        with _no_transformers_bars():  # save_pretrained's "Writing model shards" bar, one per tiny encoder
+            self._build_missing()
+
+    def _build_missing(self) -> None:
         from wantrain.data.synthetic import caption_corpus
         from wantrain.encoders import tiny
 

@@ -103,6 +103,7 @@ class VideoShardDataModule(pl.LightningDataModule):
     def prepare_data(self) -> None:
         """Write the synthetic set when it is configured and its shards are missing (local rank 0 only)."""
         if self.synthetic is not None and self._missing():
+            print(f"writing the synthetic data set to {self.synthetic.get('out_dir')} (first run only)", flush=True)
             write_synthetic_dataset(**self.synthetic)
 
     def _urls(self, spec, name: str) -> list[str]:
