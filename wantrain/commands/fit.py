@@ -5,6 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 from wantrain.commands.failures import user_errors
+from wantrain.commands.instantiate import build_trainer
 from wantrain.commands.preflight import prepare_run
 from wantrain.commands.run_setup import print_run_summary, start_run
 from wantrain.training.callbacks import RunConfigInCheckpoint
@@ -15,7 +16,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     `ckpt_path`."""
     with user_errors():
         run_config = OmegaConf.to_container(cfg, resolve=True)
-        ready = prepare_run(cfg, "fit", extra_callbacks=[RunConfigInCheckpoint(run_config)])
+        ready = prepare_run(cfg, "fit", [RunConfigInCheckpoint(run_config)], build_trainer)  # (tests wrap it)
         run_dir = start_run(cfg)
         for logger in ready.trainer.loggers:
             logger.log_hyperparams(run_config)  # the whole resolved config, not only the module's arguments

@@ -8,6 +8,7 @@ data, no spawned ranks. The checks run cheapest first: shards and encoder paths 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,9 +60,10 @@ def check_conditioning(cfg: DictConfig) -> None:
                             "with `python -m wantrain encode out=DIR`, then data.embeddings=[t5,dit]")
 
 
-def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback] | None = None) -> Prepared:
-    """Seed, then check and build data, model, checkpoint and Trainer for `fit` / `validate`, in that order,
-    before anything is written (cheap checks first); raise one-line errors."""
+def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback] | None = None,
+                trainer_factory: Callable[..., pl.Trainer] = build_trainer) -> Prepared:
+    """Seed, then check and build data, model, checkpoint and Trainer (`trainer_factory`) for `fit` / `validate`,
+    in that order, before anything is written (cheap checks first); raise one-line errors."""
     seed_run(cfg)
     check_conditioning(cfg)
     datamodule = instantiate(cfg.data)
@@ -81,7 +83,7 @@ def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback
     no_val = {"limit_val_batches": 0} if getattr(datamodule, "val_shards", "") is None else {}
     if no_val and command == "validate":
         raise WantrainError("nothing to validate: data.val_shards is null; set it to your validation shards")
-    trainer = build_trainer(cfg, extra_callbacks=extra_callbacks, **no_val)
+    trainer = trainer_factory(cfg, extra_callbacks=extra_callbacks, **no_val)
     check_validation_split(datamodule, trainer.world_size)
     return Prepared(datamodule, model, trainer, ckpt_path)
 
