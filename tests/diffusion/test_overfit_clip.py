@@ -13,6 +13,7 @@ import torch
 
 from wantrain.diffusion.model import Conditions, VideoDiffusion
 from wantrain.diffusion.schedule import NoiseSchedule
+from wantrain.diffusion.space import PIXELS
 from wantrain.evaluation.video_metrics import psnr
 from wantrain.nets.fusion import ConditionFusion
 from wantrain.nets.unet import SpatioTemporalUNet
@@ -40,11 +41,12 @@ def test_overfit_one_clip_then_ddim_reproduces_it() -> None:
                              prediction_type="v_prediction")
     model = VideoDiffusion(unet, fusion, schedule)
     # the fixed "caption" and image tokens, and the clip's first frame
-    cond = Conditions(torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool), torch.randn(1, 5, 8), clip[:, :, 0])
+    frames = PIXELS.first_frames(clip[:, :, 0], T)
+    cond = Conditions(torch.randn(1, 4, 8), torch.ones(1, 4, dtype=torch.bool), torch.randn(1, 5, 8), frames)
 
     def reproduce() -> float:
         model.eval()
-        out = model.sample_from_seeds(cond, T, [1], sampler="ddim", num_steps=25)
+        out = PIXELS.decode(model.sample_from_seeds(cond, [1], sampler="ddim", num_steps=25))
         model.train()
         return psnr(out, clip).item()
 
