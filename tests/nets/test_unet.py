@@ -80,6 +80,20 @@ def test_fresh_temporal_layers_keep_frames_independent() -> None:
         assert (video - frames).abs().max() > 1e-3
 
 
+def test_temporal_layers_are_identity_for_single_frames() -> None:
+    """T = 1 (images): trained temporal layers change nothing and receive no gradient."""
+    model = tiny_unet().eval()
+    perturb(model, temporal=False)
+    x, t, ctx, mask, pooled, concat = inputs(t=1)
+    spatial_only = model(x, t, ctx, mask, pooled, concat).detach()
+    perturb(model, temporal=True)
+    out = model(x, t, ctx, mask, pooled, concat)
+    assert spatial_only.abs().mean() > 1e-3 and torch.equal(out, spatial_only)
+    out.square().mean().backward()
+    temporal = [n for n, p in model.named_parameters() if ".temporal." in n]
+    assert temporal and all(p.grad is None for n, p in model.named_parameters() if ".temporal." in n)
+
+
 def test_gradient_checkpointing_same_gradients() -> None:
     grads = []
     for ckpt in (False, True):

@@ -174,7 +174,9 @@ class TemporalAttention(nn.Module):
         return {"bias": self.relative_bias(buckets).permute(2, 0, 1)}  # (heads, T, T)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """x (B*T, C, H, W) -> (B*T, C, H, W)."""
+        """x (B*T, C, H, W) -> (B*T, C, H, W); identity for single-frame clips (T = 1: images)."""
+        if num_frames == 1:
+            return x
         bt, c, h, w = x.shape
         b = bt // num_frames
         tokens = x.view(b, num_frames, c, h * w).permute(0, 3, 1, 2).reshape(b * h * w, num_frames, c)

@@ -37,7 +37,9 @@ class TemporalConv(nn.Module):
         self.taps = zero_(nn.Conv2d(channels, 3 * channels, 1))  # taps for frames t-1, t, t+1
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
-        """x (B*T, C, H, W) -> (B*T, C, H, W)."""
+        """x (B*T, C, H, W) -> (B*T, C, H, W); identity for single-frame clips (T = 1: images)."""
+        if num_frames == 1:
+            return x
         bt, c, h, w = x.shape
         y = self.taps(self.drop(F.silu(self.norm(x)))).view(bt // num_frames, num_frames, 3, c, h, w)
         out = y[:, :, 1] + _pad_time(y[:, :-1, 0], 1, 0) + _pad_time(y[:, 1:, 2], 0, 1)  # (B, T, C, H, W)
