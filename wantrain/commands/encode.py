@@ -1,4 +1,5 @@
-"""`python -m wantrain encode out=DIR`: cache the frozen encoders' embeddings into shards."""
+"""`python -m wantrain encode out=DIR`: cache the frozen encoders' embeddings (and, in latent space, the VAE's clip
+latents) into shards."""
 
 from __future__ import annotations
 
@@ -26,30 +27,55 @@ def shards_to_encode(cfg: DictConfig) -> list[str]:
     return [url for spec in specs for url in expand_shard_spec(spec)]
 
 
-def validation_frames(data: DictConfig) -> Callable[[dict], torch.Tensor]:
-    """The conditioning frame exactly as validation batches see it (centred window and crop), so cached image
-    embeddings equal live ones on validation data; training windows start elsewhere, as with any cache."""
+def validation_decoder(data: DictConfig) -> SampleDecoder:
+    """The decoder of validation batches (centred window and crop), so cached arrays equal live ones on validation
+    data; training windows start elsewhere, as with any cache."""
     return SampleDecoder(
         num_frames=data.num_frames, resolution=data.resolution, frame_stride=data.get("frame_stride", 1),
         fps=data.get("fps"), loop_short_clips=data.get("loop_short_clips", False),
         backend=data.get("decode_backend", "pyav"), image_from=data.get("image_from", "frame"),
-    ).conditioning_image
+    )
+
+
+def validation_frames(data: DictConfig) -> Callable[[dict], torch.Tensor]:
+    """The conditioning frame exactly as validation batches see it (centred window and crop)."""
+    return validation_decoder(data).conditioning_image
+
+
+def wants_latents(cfg: DictConfig) -> bool:
+    """`latents`: auto (when model.space=latent), true or false."""
+    choice = cfg.get("latents", "auto")
+    if choice == "auto":
+        return cfg.model.get("space", "pixel") == "latent"
+    if not isinstance(choice, bool):
+        raise WantrainError(f"latents={choice!r}: use auto (when model.space=latent), true or false")
+    if choice and not cfg.model.get("vae"):
+        raise WantrainError("latents=true needs a VAE: set model.vae (e.g. +experiment=i2v_latent_tiny)")
+    return choice
 
 
 def run(cfg: DictConfig, action: str | None = None) -> None:
     """Encode this rank's share of the shards (ranks from torchrun/srun: RANK/WORLD_SIZE or SLURM_PROCID/NTASKS)."""
     rank, world_size = process_rank()
     shards = shards_to_encode(cfg)
+    latents = wants_latents(cfg)
     encoders = FrozenEncoders(instantiate(cfg.model.text_encoder), instantiate(cfg.model.image_encoder),
-                              build_tiny=cfg.model.get("build_tiny_encoders", False))
+                              build_tiny=cfg.model.get("build_tiny_encoders", False),
+                              vae=instantiate(cfg.model.vae) if latents else None)
     encoders.build_missing()
     encoders.load()
     device = pick_device(cfg.device)
     text_encoder, image_encoder = encoders.text.to(device), encoders.image.to(device)
+    decoder = validation_decoder(cfg.data)
+    vae = None
+    if latents:
+        vae = encoders.load_vae().to(device)
+        vae.check_shape(int(decoder.num_frames), *decoder.size)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = encode_shards(shards, out, text_encoder, image_encoder, validation_frames(cfg.data),
-                         batch_size=cfg.batch_size, rank=rank, world_size=world_size)
+    rows = encode_shards(shards, out, text_encoder, image_encoder, decoder.conditioning_image,
+                         batch_size=cfg.batch_size, rank=rank, world_size=world_size, vae=vae,
+                         load_clip=decoder.validation_clip if latents else None)
     (out / f"encode-report-rank{rank}.json").write_text(json.dumps(rows, indent=1))
     failed = [row for row in rows if row["status"] == "error"]
     done = sum(row["status"] == "written" for row in rows)

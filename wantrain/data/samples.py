@@ -24,6 +24,9 @@ from wantrain.data.skips import SkipError
 from wantrain.data.video import FramesOutOfRange, VideoDecodeError, open_video
 from wantrain.io.tar import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 
+# cached VAE latents (`python -m wantrain encode` in latent space): the clip's and its first-frame conditioning clip's
+CACHED_LATENTS = ("latent", "first_latent")
+
 
 @dataclass
 class SampleDecoder:
@@ -72,7 +75,12 @@ class SampleDecoder:
     def conditioning_image(self, raw: dict) -> torch.Tensor:
         """(3, H, W) in [-1, 1]: the conditioning image of `raw` exactly as a validation batch holds it (centred
         window and crop; KEY.jpg with image_from="jpg"). Needs no caption. Raises SkipError."""
-        return self._clip(self._members(raw), None)[1]
+        return self.validation_clip(raw)[1]
+
+    def validation_clip(self, raw: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clip (3, T, H, W) and conditioning image (3, H, W) of `raw` exactly as a validation batch holds them
+        (centred window and crop). Needs no caption. Raises SkipError."""
+        return self._clip(self._members(raw), None)
 
     @staticmethod
     def _members(raw: dict) -> dict:
@@ -122,14 +130,16 @@ class SampleDecoder:
 
     @staticmethod
     def _embedding(name: str, data: bytes | None) -> torch.Tensor:
+        """A cached array: token embeddings (L, D), or clip latents (C, T', h, w) for the names in CACHED_LATENTS."""
         if data is None:
             raise SkipError("missing_embedding", f"no cached {name}.npy")
         try:
             arr = np.load(io.BytesIO(data), allow_pickle=False)
         except (ValueError, OSError, EOFError) as exc:
             raise SkipError("bad_embedding", f"{name}.npy: {exc}") from exc
-        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.floating) or arr.shape[0] == 0:
-            raise SkipError("bad_embedding", f"{name}.npy has shape {arr.shape} dtype {arr.dtype}; want (L, D) float")
+        ndim, want = (4, "(C, T', h, w)") if name in CACHED_LATENTS else (2, "(L, D)")
+        if arr.ndim != ndim or not np.issubdtype(arr.dtype, np.floating) or arr.shape[0] == 0:
+            raise SkipError("bad_embedding", f"{name}.npy has shape {arr.shape} dtype {arr.dtype}; want {want} float")
         return torch.from_numpy(arr.astype(np.float32))
 
     def _video(self, data: bytes, rng: random.Random | None) -> tuple[torch.Tensor, tuple, tuple[int, int]]:

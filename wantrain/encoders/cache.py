@@ -1,4 +1,6 @@
-"""Write embedding-cache shards: every sample's members unchanged + KEY.t5.npy (L_i, D) / KEY.dit.npy (N, D) float16."""
+"""Write embedding-cache shards: every sample's members unchanged + KEY.t5.npy (L_i, D) / KEY.dit.npy (N, D) float16,
+and in latent space KEY.latent.npy / KEY.first_latent.npy (C, T', h, w) float16: the frozen VAE's normalised latents
+of the clip and of its first-frame conditioning clip, so training runs no VAE."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import torch
 from wantrain.io.tar import ShardWriter, is_complete, read_samples
 
 ImageLoader = Callable[[dict[str, bytes]], torch.Tensor]  # raw sample -> (3, H, W) in [-1, 1]
+ClipLoader = Callable[[dict[str, bytes]], tuple[torch.Tensor, torch.Tensor]]  # -> (3, T, H, W), (3, H, W) in [-1, 1]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -32,9 +35,13 @@ def _encode_batch(
     image_name: str,
     caption_ext: str,
     stats: dict[str, int],
+    vae: torch.nn.Module | None = None,
+    load_clip: ClipLoader | None = None,
 ) -> list[dict[str, bytes]]:
     """Run the encoders on a batch of raw samples -> per sample {extension: npy bytes}."""
     new: list[dict[str, bytes]] = [{} for _ in samples]
+    if vae is not None:
+        _encode_latents(samples, vae, load_clip, new, stats)
     if text_encoder is not None:
         idx = [j for j, s in enumerate(samples) if caption_ext in s]
         stats["missing_caption"] += len(samples) - len(idx)
@@ -60,6 +67,28 @@ def _encode_batch(
     return new
 
 
+def _encode_latents(samples: list[dict], vae: torch.nn.Module, load_clip: ClipLoader, new: list[dict[str, bytes]],
+                    stats: dict[str, int]) -> None:
+    """Add KEY.latent.npy (the clip's latents) and KEY.first_latent.npy (its first-frame conditioning latents)."""
+    clips, idx = [], []
+    for j, s in enumerate(samples):
+        try:
+            clips.append(load_clip(s))
+            idx.append(j)
+        except Exception:  # noqa: BLE001 - any decoding failure skips this sample's latents
+            stats["undecodable_clip"] += 1
+    if not idx:
+        return
+    video = torch.stack([c[0] for c in clips])  # (B, 3, T, H, W)
+    image = torch.stack([c[1] for c in clips])  # (B, 3, H, W)
+    latents = vae.encode(video)  # (B, C, T', h, w)
+    first = vae.first_frame_latents(image, video.shape[2])  # (B, C, T', h, w)
+    for row, j in enumerate(idx):
+        new[j]["latent.npy"] = _npy_bytes(latents[row].cpu().numpy())
+        new[j]["first_latent.npy"] = _npy_bytes(first[row].cpu().numpy())
+    stats["latent"] += len(idx)
+
+
 def encode_shard(
     src: str | os.PathLike,
     dst: str | os.PathLike,
@@ -70,19 +99,28 @@ def encode_shard(
     text_name: str = "t5",
     image_name: str = "dit",
     caption_ext: str = "txt",
+    vae: torch.nn.Module | None = None,
+    load_clip: ClipLoader | None = None,
 ) -> dict[str, int]:
     """Copy shard `src` to `dst` (atomically) adding KEY.<text_name>.npy and KEY.<image_name>.npy; returns counts.
 
     `load_image` gives the image encoder its input, e.g. `SampleDecoder(...).conditioning_image` (the frame
-    validation batches condition on). Re-encoding replaces older arrays of the same names.
+    validation batches condition on). With a `vae` (a `FrozenVAE`) also KEY.latent.npy and KEY.first_latent.npy of
+    the clip `load_clip` gives, e.g. `SampleDecoder(...).validation_clip`. Re-encoding replaces older arrays of the
+    same names.
     """
     if image_encoder is not None and load_image is None:
         raise ValueError("encode_shard needs load_image with an image encoder, "
                          "e.g. SampleDecoder(...).conditioning_image")
+    if vae is not None and load_clip is None:
+        raise ValueError("encode_shard needs load_clip with a vae, e.g. SampleDecoder(...).validation_clip")
     stats = {"samples": 0, text_name: 0, image_name: 0, "missing_caption": 0, "undecodable_image": 0}
+    if vae is not None:
+        stats.update(latent=0, undecodable_clip=0)
 
     def flush(writer: ShardWriter, batch: list[dict]) -> None:
-        news = _encode_batch(batch, text_encoder, image_encoder, load_image, text_name, image_name, caption_ext, stats)
+        news = _encode_batch(batch, text_encoder, image_encoder, load_image, text_name, image_name, caption_ext, stats,
+                             vae, load_clip)
         for sample, new in zip(batch, news):
             writer.write({**sample, **new})
 

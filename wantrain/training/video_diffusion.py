@@ -139,8 +139,28 @@ class VideoDiffusionModule(pl.LightningModule):
             text, mask, tokens = batch["t5"], batch["t5_mask"], batch["dit"]
         else:
             text, mask, tokens = self.encoders.encode(batch["caption"], batch["image"], self.device)
-        frames = self.space.first_frames(batch["image"].to(self.device), batch["video"].shape[2])
+        if "first_latent" in batch and self.hparams.space == "latent":  # cached by `encode`: no VAE call
+            frames = self.cached_latents(batch, "first_latent")
+        else:
+            frames = self.space.first_frames(batch["image"].to(self.device), batch["video"].shape[2])
         return Conditions(text, mask, tokens, frames).to(self.device)
+
+    def clean(self, batch: dict[str, Any]) -> torch.Tensor:
+        """x0 in model space: the clips (B, 3, T, H, W), or their latents (B, C, T', h, w), cached or encoded live."""
+        if "latent" in batch and self.hparams.space == "latent":
+            return self.cached_latents(batch, "latent")
+        return self.space.encode(batch["video"])
+
+    def cached_latents(self, batch: dict[str, Any], name: str) -> torch.Tensor:
+        """batch[name] (B, C, T', h, w) from `encode`, checked against the shape the VAE gives the batch's clips."""
+        latents = batch[name]
+        want = self.space.shape(*batch["video"].shape[2:])
+        if tuple(latents.shape[1:]) != want:
+            raise WantrainError(f"cached {name}.npy latents have shape {tuple(latents.shape[1:])} but this VAE gives "
+                                f"{want} for {tuple(batch['video'].shape[2:])} clips: re-run `python -m wantrain "
+                                "encode` with this data.num_frames / data.resolution, or drop them from "
+                                "data.embeddings")
+        return latents.to(self.device, torch.float32)
 
     def log_buckets(self, prefix: str, losses: torch.Tensor, t: torch.Tensor, **kwargs: Any) -> None:
         """Log the mean loss of each timestep bucket that has samples."""
@@ -154,7 +174,7 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
         """Noise-prediction loss at random timesteps with condition dropout."""
-        losses, t = self.model.loss(self.space.encode(batch["video"]), self.conditions(batch))
+        losses, t = self.model.loss(self.clean(batch), self.conditions(batch))
         loss = losses.mean()
         b = losses.shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=b)
@@ -192,7 +212,7 @@ class VideoDiffusionModule(pl.LightningModule):
                                   if isinstance(v, (torch.Tensor, list))}
         generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx)
         b = batch["video"].shape[0]
-        x0 = self.space.encode(batch["video"])
+        x0 = self.clean(batch)
         losses = self.model.validation_losses(x0, self.conditions(batch), generator)  # (buckets, B)
         t = torch.cat(self.model.validation_timesteps(b, self.device))
         losses = losses.flatten()
