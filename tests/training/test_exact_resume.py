@@ -19,6 +19,9 @@ STAGES = {
                  "model.sampling.every_n_steps=0"],
     "i2v_flow_tiny": ["data.num_frames=4", "data.resolution=16", "model.unet.model_channels=16",
                       "model.sampling.every_n_steps=0"],
+    # the tiny Wan VAE: 5 frames (4k+1) of 16x16 -> 4x2x2x2 latents; the UNet halves them once
+    "i2v_latent_tiny": ["data.num_frames=5", "data.resolution=16", "model.unet.model_channels=16",
+                        "model.sampling.every_n_steps=0"],
     "sr_tiny": ["data.num_frames=2", "data.resolution=32", "model.crop_size=16", "model.gan.warmup_batches=2",
                 "model.generator.channels=8", "model.generator.num_blocks=1", "model.discriminator.channels=8",
                 "model.validation.every_n_steps=0"],
@@ -70,7 +73,7 @@ def compose_module_scope(*overrides: str, root: Path):
         return compose(config_name="config", overrides=[f"paths.root_dir={root}", *overrides])
 
 
-@pytest.fixture(scope="module", params=["i2v_tiny", "i2v_flow_tiny"])
+@pytest.fixture(scope="module", params=["i2v_tiny", "i2v_flow_tiny", "i2v_latent_tiny"])
 def diffusion_runs(request, data_dir, tmp_path_factory):
     """The experiment with one loader worker, interrupted mid-epoch at step 3 (epoch 0 has 4 batches), 6 steps."""
     return interrupted_and_whole(compose_module_scope, data_dir, tmp_path_factory.mktemp("i2v"), request.param, 1, 3)
