@@ -7,6 +7,7 @@ writes its stage to `run_dir/export/sr_stageN/` in the same format.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ from torch import nn
 from wantrain.errors import WantrainError
 from wantrain.io.weights import load_safetensors, load_torch_file
 from wantrain.nets.freeze import freeze
+from wantrain.nets.lora import add_lora, load_lora_state, lora_settings, lora_state_dict, merge_lora, read_lora
 
 DIFFUSION, UPSAMPLER = "diffusion", "upsampler"
 KIND_OF_TARGET = {
@@ -48,6 +50,9 @@ class SavedModel:
     source: str = ""
     weights_kind: str = "ema"  # "ema" | "raw"
     run: dict[str, Any] | None = None  # the whole resolved run config (checkpoints only)
+    # a LoRA fine-tune: {"settings": rank/alpha/dropout/targets, "state": the adapters alone (peft names)};
+    # `state` above then holds the merged weights
+    lora: dict[str, Any] | None = None
 
 
 def build(node: dict[str, Any], **overrides: Any) -> Any:
@@ -160,7 +165,52 @@ def read_checkpoint(path: Path, use_ema: bool = True) -> SavedModel:
     state = sub_state(data["state_dict"], prefix)
     if not state:
         raise WantrainError(f"{path} has no {'EMA ' if use_ema else ''}weights (keys {prefix}*)")
-    return SavedModel(kind, config, state, str(path), weights_kind, run)
+    saved = SavedModel(kind, config, state, str(path), weights_kind, run)
+    settings = (run["model"].get("lora") or {}) if kind == DIFFUSION else {}
+    return merge_lora_of(saved, lora_settings(**settings)) if settings.get("rank") is not None else saved
+
+
+def _with_lora(saved: SavedModel, settings: dict[str, Any]) -> Any:
+    """The saved diffusion model rebuilt (untrained) with LoRA adapters on its UNet."""
+    from wantrain.inference.base import build_diffusion
+
+    model = build_diffusion(saved.config)
+    add_lora(model.unet, settings)
+    return model
+
+
+def merge_lora_of(saved: SavedModel, settings: dict[str, Any]) -> SavedModel:
+    """A LoRA fine-tune's weights (base + adapters, as trained) -> merged plain weights, adapters kept aside."""
+    model = _with_lora(saved, settings)
+    load_weights(model, saved.state, f"{saved.source} (LoRA fine-tune)")
+    adapters = lora_state_dict(model.unet)
+    merge_lora(model.unet)
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    return dataclasses.replace(saved, state=state, lora={"settings": settings, "state": adapters})
+
+
+def apply_lora_file(saved: SavedModel, path: str | Path) -> SavedModel:
+    """A base diffusion model + a LoRA file (`sample export=DIR export_lora=true`) -> merged weights."""
+    if saved.kind != DIFFUSION:
+        raise WantrainError(f"lora={path} adapts the base (diffusion) model, but {saved.source} is an upsampler stage")
+    if saved.lora is not None:
+        raise WantrainError(f"{saved.source} is already a LoRA fine-tune (merged); pass its base model with lora=")
+    try:
+        settings, adapters = read_lora(path)
+        model = _with_lora(dataclasses.replace(saved), settings)
+        missing = [k for k in model.state_dict() if ".lora_" not in k and k.replace(".base_layer.", ".") not in
+                   saved.state]
+        if missing:
+            raise ValueError(f"the base model lacks {missing[0]}")
+        model.load_state_dict({k: saved.state[k.replace(".base_layer.", ".")] for k in model.state_dict()
+                               if ".lora_" not in k}, strict=False)
+        load_lora_state(model.unet, adapters)
+    except ValueError as err:
+        raise WantrainError(f"lora={path} does not fit base model {saved.source}: {err}") from None
+    merge_lora(model.unet)
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    return dataclasses.replace(saved, state=state, lora={"settings": settings, "state": adapters},
+                               source=f"{saved.source} + {path}")
 
 
 def read_exported(folder: Path) -> SavedModel:

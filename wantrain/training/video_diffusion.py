@@ -8,7 +8,6 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from wantrain.diffusion.flow import FlowMatching
 from wantrain.diffusion.model import Conditions, VideoDiffusion
@@ -18,6 +17,9 @@ from wantrain.diffusion.space import PIXELS, LatentSpace, Space, check_unet_chan
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.evaluation.video_metrics import psnr
+from wantrain.nets.lora import add_lora, lora_settings
+from wantrain.nets.trainable import set_trainable
+from wantrain.training.ema import TrainableEMA
 from wantrain.training.lightning_private import attached_trainer
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import SampleVideoWriter
@@ -46,6 +48,8 @@ class VideoDiffusionModule(pl.LightningModule):
         timestep_buckets: int = 4,
         sampling: dict[str, Any] | None = None,
         max_nonfinite_steps: int = 10,
+        trainable: list[str] | None = None,
+        lora: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if conditioning not in ("live", "cached"):
@@ -58,14 +62,23 @@ class VideoDiffusionModule(pl.LightningModule):
         self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "flow", "optimizer", "lr_scheduler",
                                           "text_encoder", "image_encoder", "vae"])
         self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets)
+        # LoRA adapters on the UNet (model.lora.rank), then trainable groups (model.trainable; with LoRA: [lora])
+        try:
+            self.lora = lora_settings(**lora) if lora and lora.get("rank") is not None else None
+            if self.lora is not None:
+                add_lora(self.model.unet, self.lora)
+            groups = trainable if trainable is not None else (["lora"] if self.lora else None)
+            self.trainable_groups = None if groups is None else [str(g) for g in groups]
+            set_trainable(self.model, self.trainable_groups)
+        except ValueError as err:
+            raise WantrainError(str(err)) from None
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         # Frozen encoders live outside the module tree: no DDP wrapping, not in checkpoints, not in EMA.
         self.encoders = FrozenEncoders(text_encoder, image_encoder, build_tiny_encoders,
                                        vae if space == "latent" else None)
         self._space: Space | None = None
-        self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-        self.ema.requires_grad_(False)
+        self.ema = TrainableEMA(self.model, ema_decay)  # averages the trainable parameters only
         self.sampling = dict(sampling or {})
         self.video_writer = SampleVideoWriter(**self.sampling.pop("video", {}))
         self.nonfinite = NonFiniteGuard(max_nonfinite_steps)  # skips NaN/inf steps, stops after K in a row
@@ -246,7 +259,8 @@ class VideoDiffusionModule(pl.LightningModule):
         return self.space.decode(self.ema.module.sample_from_seeds(self.conditions(batch), seeds, **options))
 
     def configure_optimizers(self) -> Any:
-        """Optimizer (partial from config) over UNet + fusion, with an optional per-step LR schedule."""
+        """Optimizer (partial from config) over the trainable parameters of UNet + fusion (model.trainable), with an
+        optional per-step LR schedule."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         if self.lr_scheduler_factory is None:
