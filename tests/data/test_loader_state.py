@@ -108,4 +108,5 @@ def test_validation_batches_carry_no_position_and_loader_keeps_global_rng(small_
     before = torch.get_rng_state()
     batches = list(ShardLoader(ds, num_workers=1))
     assert torch.equal(torch.get_rng_state(), before)  # iterating draws worker seeds from its own generator
-    assert all(set(b) == {"video", "image", "caption", "key", "skipped"} for b in batches)
+    assert all(set(b) == {"video", "image", "caption", "key", "skipped", "filtered", "bucket", "fps", "motion"}
+               for b in batches)

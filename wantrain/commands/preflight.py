@@ -77,6 +77,9 @@ def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback
     model = instantiate(cfg.model)
     if hasattr(model, "check_resolution"):
         model.check_resolution(getattr(datamodule, "resolution", None))
+    if hasattr(model, "check_bucket"):  # every data.buckets shape (and the T = 1 image buckets)
+        for h, w, t in getattr(datamodule, "bucket_shapes", None) or ():
+            model.check_bucket(h, w, t)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, model)  # another stage / architecture: one line, not a key dump
     # no validation shards: no validation loop (else Lightning warns about a zero-length list of loaders)

@@ -5,19 +5,23 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from wantrain.data.buckets import Bucket
 from wantrain.data.collate import collate_samples
+from wantrain.data.filters import FilterCounter
+from wantrain.data.images import ImageDecoder
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import assign_shards, shard_order
-from wantrain.data.skips import SkipCounter, SkipError
+from wantrain.data.skips import SkipCounter
+from wantrain.data.streams import BucketStream
 from wantrain.io.tar import read_samples
 from wantrain.ranks import dist_rank
 
-POSITION_KEY = "__position__"  # (worker, epoch, next raw position), added to batches for ShardLoader
+POSITION_KEY = "__position__"  # (worker, epoch, position after the batch), added to batches for ShardLoader
 
 
 def _ignore(reason: str, detail: str) -> None:
@@ -44,15 +48,25 @@ def _buffer_shuffle(samples: Iterator[dict], size: int, rng: random.Random) -> I
 
 
 class VideoShardDataset(IterableDataset):
-    """Yields collated batches; each (rank, worker) reads its own shards with seed (seed, rank, worker, epoch).
+    """Yields collated one-bucket batches; each (rank, worker) reads its own shards with seed (seed, rank, worker,
+    epoch).
 
     train=True: shards resampled forever (or one shuffled pass with resampled=False), shuffled samples,
     random windows/crops. train=False: one deterministic pass, centred windows/crops. Finite passes keep
-    their partial last batch. Each batch's "skipped" holds the skips met since the previous batch.
+    their partial last batches. Each batch's "skipped" / "filtered" hold the skips / filtered samples met since the
+    previous batch, "bucket" its `HxWxT`, "fps" / "motion" (B,) the clips' effective fps and motion score.
+
+    Buckets: each sample goes to its bucket (the decoder picks it); a batch is handed out when a bucket holds its
+    batch size. Images: with `image_shards`, a share `image_ratio` of the steps are image batches (T = 1 clips);
+    whether step k is an image step is drawn from (seed, epoch, worker, k) without the rank, so all DDP ranks take
+    image steps together (the UNet's temporal layers get no gradient on any rank at T = 1), while the video
+    bucket of a step is each rank's own (gradients do not depend on the clip shape; waiting for one shared bucket
+    would need unbounded buffers on an endless stream).
 
     Resumable: shard order and shuffle buffer draw from the stream's RNG, and each sample's window/crop from
-    its own RNG seeded by (seed, rank, worker, epoch, position in the shuffled stream). So a pass can restart
-    at any position by reading (never decoding) the raw samples before it (`resume`, set by ShardLoader).
+    its own RNG seeded by (seed, rank, worker, epoch, position in the shuffled stream). A worker's position is
+    {video: {next, pending}, image: {...}, batches} (see BucketStream), so a pass restarts at any batch by reading
+    (never decoding) the raw samples before it, except those waiting in a bucket (`resume`, set by ShardLoader).
     """
 
     def __init__(
@@ -67,20 +81,29 @@ class VideoShardDataset(IterableDataset):
         world_size: int | None = None,
         shuffle_buffer: int = 32,
         max_empty_shards: int | None = None,
+        buckets: Sequence[Bucket] = (),
+        image_shards: Sequence[str] = (),
+        image_decoder: ImageDecoder | None = None,
+        image_ratio: float = 0.0,
     ) -> None:
         super().__init__()
         if not shards:
             raise ValueError("VideoShardDataset needs at least one shard")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if image_shards and (image_decoder is None or not 0.0 < image_ratio <= 1.0):
+            raise ValueError(f"image shards need an image decoder and 0 < image_ratio <= 1 (got {image_ratio})")
         self.shards, self.decoder, self.batch_size = list(shards), decoder, batch_size
         self.train, self.resampled, self.seed = train, resampled and train, seed
         self.rank, self.world_size = rank, world_size
         self.shuffle_buffer = shuffle_buffer
         self.max_empty_shards = max_empty_shards if max_empty_shards is not None else 2 * len(self.shards) + 8
+        self.buckets = tuple(buckets)
+        self.image_shards, self.image_decoder = list(image_shards), image_decoder
+        self.image_ratio = float(image_ratio) if self.image_shards else 0.0
         self.epoch = 0  # set by ShardLoader before each pass (seen by non-persistent workers)
         self._worker_passes = 0  # passes made by a persistent worker's copy
-        self.report_position = False  # ShardLoader: tag batches with (worker, epoch, next raw position)
+        self.report_position = False  # ShardLoader: tag batches with (worker, epoch, position after the batch)
         # ShardLoader after a restore: {"epoch", "rotation", "positions"} for the pass of that epoch only
         self.resume: dict | None = None
 
@@ -99,15 +122,15 @@ class VideoShardDataset(IterableDataset):
             self._worker_passes += 1
         return rank, world, worker, num_workers, epoch
 
-    def _raw(self, shards: list[str], modulo: int, residue: int, rng: random.Random, counter: SkipCounter,
-             where: str) -> Iterator[dict]:
+    def _raw(self, shards: list[str], wanted, modulo: int, residue: int, rng: random.Random,  # noqa: ANN001
+             counter: SkipCounter, where: str) -> Iterator[dict]:
         empty_in_a_row = 0
         order = shard_order(shards, rng, self.resampled) if self.train else iter(shards)
         for url in order:
             got = False
             # shard-level errors are counted once per shard: by the reader of residue 0
             on_error = counter.add if residue == 0 else _ignore
-            for sample in read_samples(url, self.decoder.wanted, on_error, modulo, residue):
+            for sample in read_samples(url, wanted, on_error, modulo, residue):
                 got = True
                 yield sample
             empty_in_a_row = 0 if got else empty_in_a_row + 1
@@ -118,49 +141,60 @@ class VideoShardDataset(IterableDataset):
                     "unreadable or hold fewer samples than ranks x workers; check them or use fewer workers"
                 )
 
-    def _collate(self, samples: list[dict], counter: SkipCounter, tag: tuple[int, int, int]) -> dict:
-        batch = collate_samples(samples, self.decoder.embeddings, counter.take())
-        if self.report_position:
-            batch[POSITION_KEY] = tag
-        return batch
+    def _stream(self, kind: int, urls: list[str], where: tuple[int, int, int, int, int], state: dict | None,
+                skips: SkipCounter, filtered: FilterCounter) -> BucketStream:
+        """The bucketed stream of video (kind 0) or image (kind 1) shards for this (rank, worker, epoch)."""
+        rank, world, worker, num_workers, epoch = where
+        shards, modulo, residue = assign_shards(urls, rank, world, worker, num_workers)
+        extra = () if kind == 0 else (-2, kind)  # video seeds stay those of the single-stream pipeline
+        rng = random.Random(make_seed(self.seed, rank, worker, epoch, int(self.train), *extra))
+        decoder = self.decoder if kind == 0 else self.image_decoder
+        samples = self._raw(shards, decoder.wanted, modulo, residue, rng, skips, f"rank {rank} worker {worker}")
+        if self.train and self.shuffle_buffer > 1:
+            samples = _buffer_shuffle(samples, self.shuffle_buffer, rng)
+        tail = () if kind == 0 else (kind,)
+
+        def decode(raw: dict, position: int) -> dict:
+            seed = make_seed(self.seed, rank, worker, epoch, int(self.train), position, *tail)
+            return decoder(raw, random.Random(seed) if self.train else None)
+
+        sizes = {b.name: b.batch_size for b in self.buckets}
+        return BucketStream(enumerate(samples), decode, sizes, self.batch_size, skips, filtered, state)
+
+    def image_step(self, epoch: int, worker: int, batch: int) -> bool:
+        """Whether batch `batch` of `worker` in `epoch` is an image batch (the same draw on every rank)."""
+        return bool(self.image_ratio) and random.Random(make_seed(self.seed, epoch, worker, batch, 3)).random() < \
+            self.image_ratio
 
     def __iter__(self) -> Iterator[dict]:
         rank, world, physical, num_workers, epoch = self._where()
         resume = self.resume if self.train and self.resume and self.resume["epoch"] == epoch else None
         # after a restore, physical worker 0 plays the worker whose batch comes next (round-robin order)
         worker = (physical + resume["rotation"]) % num_workers if resume else physical
-        start = int(resume["positions"][worker]) if resume else 0
-        shards, modulo, residue = assign_shards(self.shards, rank, world, worker, num_workers)
-        rng = random.Random(make_seed(self.seed, rank, worker, epoch, int(self.train)))
-        counter = SkipCounter()
-        where = f"rank {rank} worker {worker}"
-        samples = self._raw(shards, modulo, residue, rng, counter, where)
-        if self.train and self.shuffle_buffer > 1:
-            samples = _buffer_shuffle(samples, self.shuffle_buffer, rng)
-        batch: list[dict] = []
-        full: list[dict] | None = None  # a full batch is handed out once the next good sample (or the end) arrives,
-        position = -1  # so skips met in between travel with it and a finite pass loses none
-        for position, raw in enumerate(samples):
-            if position < start:  # consumed before the interruption: read, never decoded
-                continue
-            if position == start and start:
-                counter.take()  # skips met while fast-forwarding were reported before the interruption
-            seed = make_seed(self.seed, rank, worker, epoch, int(self.train), position)
-            try:
-                sample = self.decoder(raw, random.Random(seed) if self.train else None)
-            except SkipError as exc:
-                counter.add(exc.reason, f"{raw['__url__']}:{raw['__key__']}: {exc}")
-                continue
-            if full is not None:  # resuming at `position` re-reads this sample: batch `full` is complete
-                yield self._collate(full, counter, (worker, epoch, position))
-                full = None
-            batch.append(sample)
-            if len(batch) == self.batch_size:
-                full, batch = batch, []
-        if full is not None:
-            yield self._collate(full, counter, (worker, epoch, position + 1))
-        elif batch:  # only finite passes end: their last partial batch is kept
-            yield self._collate(batch, counter, (worker, epoch, position + 1))
+        saved = resume["positions"][worker] if resume else None
+        saved = saved if isinstance(saved, dict) else {}
+        where = (rank, world, worker, num_workers, epoch)
+        skips, filtered = SkipCounter(), FilterCounter()
+        streams = {"video": self._stream(0, self.shards, where, saved.get("video"), skips, filtered)}
+        if self.image_shards:
+            streams["image"] = self._stream(1, self.image_shards, where, saved.get("image"), skips, filtered)
+        batches = int(saved.get("batches", 0))
+        while True:
+            kind = "image" if self.image_step(epoch, worker, batches) else "video"
+            got = streams[kind].next_batch()
+            if got is None:
+                return
+            batches += 1
+            name, samples = got
+            batch = collate_samples(samples, self.decoder.embeddings, skips.take())
+            batch["filtered"] = filtered.take()
+            batch["bucket"] = name
+            batch["fps"] = torch.tensor([float(s["fps"]) for s in samples])
+            batch["motion"] = torch.tensor([float(s["motion"]) for s in samples])
+            if self.report_position:
+                batch[POSITION_KEY] = (worker, epoch, {"batches": batches, **{k: st.state for k, st in
+                                                                              streams.items()}})
+            yield batch
 
 
 def gather_states(state: dict, world: int) -> list[dict]:
@@ -265,7 +299,9 @@ class ShardLoader:
         ds = self.shard_dataset
         shards = hashlib.blake2b("\n".join(ds.shards).encode(), digest_size=8).hexdigest()
         return {"world_size": ds.where()[1], "num_workers": self.num_workers, "batch_size": ds.batch_size,
-                "seed": ds.seed, "shards": shards, "shuffle_buffer": ds.shuffle_buffer, "resampled": ds.resampled}
+                "seed": ds.seed, "shards": shards, "shuffle_buffer": ds.shuffle_buffer, "resampled": ds.resampled,
+                "buckets": [[b.name, b.batch_size] for b in ds.buckets], "image_ratio": ds.image_ratio,
+                "image_shards": hashlib.blake2b("\n".join(ds.image_shards).encode(), digest_size=8).hexdigest()}
 
     def state_dict(self) -> dict:
         """Every rank's position (a collective under DDP: Lightning calls it on all ranks when saving)."""

@@ -10,16 +10,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from wantrain.data.buckets import Bucket, TooSmall, choose_bucket
 from wantrain.data.clips import (
     as_size,
     cover_size,
     crop_box,
     frame_step,
+    frames_needed,
     resize_crop,
     sample_window,
     scale_box,
     to_unit,
 )
+from wantrain.data.filters import Filtered, MetadataFilter
 from wantrain.data.skips import SkipError
 from wantrain.data.video import FramesOutOfRange, VideoDecodeError, open_video
 from wantrain.io.tar import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
@@ -44,6 +47,11 @@ class SampleDecoder:
     # (one 8K RGB frame is ~100 MB; a corrupt header can claim far more); 4096x4096 admits 4K sources
     max_frame_pixels: int = 4096 * 4096
     frames_decoded: int = field(default=0, compare=False)  # running cost counter (frames the decoder produced)
+    buckets: tuple[Bucket, ...] = ()  # (H, W, T) shapes a clip may go to (data.buckets); () = resolution x num_frames
+    max_upscale: float | None = None  # with buckets: a source needing more upscaling is Filtered (too_small)
+    filters: MetadataFilter | None = None  # data.filters on KEY.json fields
+    motion_key: str | None = None  # KEY.json field carried as batch['motion'] (0 when absent)
+    last_fps: float = field(default=0.0, compare=False)  # effective fps of the last decoded window
 
     def __post_init__(self) -> None:
         self.size = as_size(self.resolution)
@@ -65,11 +73,14 @@ class SampleDecoder:
         """Decode `raw`; `rng` picks a random window/crop (train), None centres them (val)."""
         members = self._members(raw)
         meta = self._json(members.get("json"))
+        if self.filters:
+            self.filters.check(meta)  # raises Filtered
         caption = self._caption(members.get("txt"), meta)
         out = {"key": raw["__key__"], "caption": caption}
         for name in self.embeddings:
             out[name] = self._embedding(name, members.get(f"{name}.npy"))
         out["video"], out["image"] = self._clip(members, rng)  # (3, T, H, W), (3, H, W)
+        out["fps"], out["motion"] = self.last_fps, motion_value(meta, self.motion_key)
         return out
 
     def conditioning_image(self, raw: dict) -> torch.Tensor:
@@ -97,7 +108,8 @@ class SampleDecoder:
         """The video window (3, T, H, W) and its conditioning image (3, H, W)."""
         video_ext = next(e for e in VIDEO_EXTENSIONS if e in members)
         video, box, src = self._video(members[video_ext], rng)
-        image = self._image(members, box, src) if self.image_from == "jpg" else video[:, 0].clone()
+        jpg = self.image_from == "jpg"
+        image = self._image(members, box, src, tuple(video.shape[-2:])) if jpg else video[:, 0].clone()
         return video, image
 
     @staticmethod
@@ -152,14 +164,16 @@ class SampleDecoder:
             if height * width > self.max_frame_pixels:
                 raise SkipError("too_large", f"{width}x{height} frames exceed max_frame_pixels={self.max_frame_pixels}")
             step = frame_step(reader.meta.fps, self.frame_stride, self.fps)
+            self.last_fps = float(reader.meta.fps) / step
             frames = None
             n = reader.meta.num_frames or 1_000_000_000  # unknown length: the first try finds the real one
             for _attempt in range(2):
-                indices = sample_window(n, self.num_frames, step, rng, self.loop_short_clips)
+                size, num_frames = self.shape_for(height, width, n, step)
+                indices = sample_window(n, num_frames, step, rng, self.loop_short_clips)
                 if indices is None:
-                    raise SkipError("too_short", f"{n} frames < window of {self.num_frames} x step {step:g}")
+                    raise SkipError("too_short", f"{n} frames < window of {num_frames} x step {step:g}")
                 try:  # decode + scale to just cover the output: (T, H', W', 3) uint8
-                    frames = reader.get_frames(indices, cover_size(reader.meta.height, reader.meta.width, self.size))
+                    frames = reader.get_frames(indices, cover_size(reader.meta.height, reader.meta.width, size))
                     break
                 except FramesOutOfRange as exc:  # metadata overstated the length: retry with the real one
                     self.frames_decoded += reader.frames_decoded
@@ -174,12 +188,12 @@ class SampleDecoder:
             self.frames_decoded += reader.frames_decoded
             reader.close()
         src = frames.shape[1], frames.shape[2]
-        top, left, h, w = box = crop_box(src[0], src[1], self.size, rng)
-        if (h, w) != self.size:  # the decoder did not scale (unknown frame size): resize here
-            return resize_crop(frames, self.size, box), box, src
+        top, left, h, w = box = crop_box(src[0], src[1], size, rng)
+        if (h, w) != size:  # the decoder did not scale (unknown frame size): resize here
+            return resize_crop(frames, size, box), box, src
         return to_unit(frames[:, top : top + h, left : left + w]), box, src  # (3, T, H, W)
 
-    def _image(self, members: dict, box: tuple, src: tuple[int, int]) -> torch.Tensor:
+    def _image(self, members: dict, box: tuple, src: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
         """The KEY.jpg conditioning frame, cropped like the video -> (3, H, W)."""
         ext = next((e for e in IMAGE_EXTENSIONS if e in members), None)
         if ext is None:
@@ -191,4 +205,26 @@ class SampleDecoder:
         except Exception as exc:  # noqa: BLE001 - PIL raises many types for bad files
             raise SkipError("bad_image", f"cannot decode {ext}: {exc}") from exc
         jbox = scale_box(box, src, img.shape[:2])
-        return resize_crop(img[None], self.size, jbox)[:, 0]
+        return resize_crop(img[None], size, jbox)[:, 0]
+
+    def shape_for(self, height: int, width: int, num_available: int, step: float) -> tuple[tuple[int, int], int]:
+        """((H, W), T) of the window for a source of this size and length: its bucket, or the single shape."""
+        if not self.buckets:
+            return self.size, self.num_frames
+        fits = lambda t: self.loop_short_clips or frames_needed(t, step) <= num_available  # noqa: E731
+        try:
+            bucket = choose_bucket(self.buckets, height or 1, width or 1, fits, self.max_upscale)
+        except TooSmall as exc:
+            raise Filtered("too_small", str(exc)) from None
+        if bucket is None:
+            shortest = min(b.frames for b in self.buckets)
+            raise SkipError("too_short", f"{num_available} frames < the shortest bucket's {shortest} x step {step:g}")
+        return bucket.size, bucket.frames
+
+
+def motion_value(meta: dict, key: str | None) -> float:
+    """meta[key] as a float (0.0 when no key is configured or the field is missing / not numeric)."""
+    try:
+        return float(meta.get(key, 0.0)) if key else 0.0
+    except (TypeError, ValueError):
+        return 0.0

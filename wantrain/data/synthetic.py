@@ -143,6 +143,45 @@ def render_clip(spec: ClipSpec, seed: int, index: int, num_frames: int = 32, siz
     return frames
 
 
+def _crop(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Centre (height, width) crop of (T, S, S, 3) frames."""
+    top, left = (frames.shape[1] - height) // 2, (frames.shape[2] - width) // 2
+    return np.ascontiguousarray(frames[:, top : top + height, left : left + width])
+
+
+def _scores(seed: int, index: int) -> dict:
+    """Metadata scores as Open-Sora's tools write them (aesthetic_score, motion_score), deterministic per clip."""
+    rng = _rng(seed, index + 2_000_029)
+    aesthetic, motion = rng.uniform(3.0, 7.0), rng.uniform(0.0, 4.0)
+    return {"aesthetic_score": round(float(aesthetic), 3), "motion_score": round(float(motion), 3)}
+
+
+def shaped_sample(seed: int, index: int, shape: tuple[int, int, int], fps: int, gop: int) -> dict[str, bytes]:
+    """A (H, W, T) clip (landscape / portrait / square, any length) with width/height/num_frames/scores in json."""
+    h, w, t = shape
+    spec = clip_spec(seed, index)
+    frames = _crop(render_clip(spec, seed, index, t, max(h, w)), h, w)
+    meta = {"caption": spec.caption, "fps": fps, "num_frames": t, "width": w, "height": h, "duration": t / fps,
+            **_scores(seed, index)}
+    return {"mp4": encode_mp4(frames, fps=fps, gop=gop), "txt": spec.caption.encode(),
+            "json": json.dumps(meta, sort_keys=True).encode()}
+
+
+def image_sample(seed: int, index: int, height: int, width: int) -> dict[str, bytes]:
+    """An img2dataset sample {"jpg", "txt", "json"}: the first frame of a synthetic clip, (height, width)."""
+    import io
+
+    from PIL import Image
+
+    spec = clip_spec(seed, index)
+    frame = _crop(render_clip(spec, seed, index, 2, max(height, width))[:1], height, width)[0]
+    buf = io.BytesIO()
+    Image.fromarray(frame).save(buf, format="JPEG", quality=92)
+    meta = {"caption": spec.caption, "width": width, "height": height, "key": f"{index:09d}", "status": "success",
+            **_scores(seed, index)}
+    return {"jpg": buf.getvalue(), "txt": spec.caption.encode(), "json": json.dumps(meta, sort_keys=True).encode()}
+
+
 def synthetic_sample(seed: int, index: int, num_frames: int, size: int, fps: int, gop: int) -> dict[str, bytes]:
     """One sample's members {"mp4", "txt", "json"} in the video2dataset layout."""
     spec = clip_spec(seed, index)
@@ -162,8 +201,20 @@ def synthetic_sample(seed: int, index: int, num_frames: int, size: int, fps: int
     return {"mp4": mp4, "txt": spec.caption.encode(), "json": json.dumps(meta, sort_keys=True).encode()}
 
 
-def _write_shard(path: Path, seed: int, indices: range, **clip_args: int) -> None:
-    write_shard(path, ({"__key__": f"{index:09d}", **synthetic_sample(seed, index, **clip_args)} for index in indices))
+def _write_shard(path: Path, seed: int, indices: range, shapes: list | None = None, **clip_args: int) -> None:
+    if shapes:
+        fps, gop = clip_args["fps"], clip_args["gop"]
+        samples = ({"__key__": f"{i:09d}", **shaped_sample(seed, i, tuple(shapes[i % len(shapes)]), fps, gop)}
+                   for i in indices)
+    else:
+        samples = ({"__key__": f"{i:09d}", **synthetic_sample(seed, i, **clip_args)} for i in indices)
+    write_shard(path, samples)
+
+
+def _write_images(path: Path, seed: int, indices: range, shapes: list) -> None:
+    """An img2dataset-layout image shard (images of the (H, W) of `shapes`, in turn)."""
+    write_shard(path, ({"__key__": f"{i:09d}", **image_sample(seed, i, *tuple(shapes[i % len(shapes)])[:2])}
+                       for i in indices))
 
 
 def write_synthetic_dataset(
@@ -176,8 +227,14 @@ def write_synthetic_dataset(
     fps: int = 8,
     gop: int = 8,
     seed: int = 0,
+    shapes: list | None = None,
+    num_images: int = 0,
 ) -> dict:
     """Write train-NNNNN.tar + val-NNNNN.tar under `out_dir` atomically; returns the manifest.
+
+    `shapes` ([[H, W, T], ...]): train clips take these shapes in turn (a mix of aspect ratios and lengths, with
+    width/height/num_frames/aesthetic_score/motion_score in their json) instead of `size` x `num_frames`;
+    `num_images` > 0 adds images-NNNNN.tar in img2dataset's layout (KEY.jpg, KEY.txt, KEY.json).
 
     Same arguments give byte-identical shards. An existing complete set with the same
     arguments is reused; concurrent callers (DDP ranks) never see half-written shards.
@@ -187,6 +244,8 @@ def write_synthetic_dataset(
     out = Path(out_dir).expanduser().absolute()
     args = dict(num_clips=num_clips, num_val_clips=num_val_clips, shard_size=shard_size, num_frames=num_frames,
                 size=size, fps=fps, gop=gop, seed=seed)
+    if shapes or num_images:
+        args.update(shapes=[[int(v) for v in s] for s in shapes or []], num_images=int(num_images))
     existing = _read_manifest(out)
     if existing is not None:
         if existing["args"] != args:
@@ -206,9 +265,19 @@ def write_synthetic_dataset(
         for split, start, stop in splits:
             for k, lo in enumerate(range(start, stop, shard_size)):
                 name = f"{split}-{k:05d}.tar"
-                _write_shard(tmp / name, seed, range(lo, min(lo + shard_size, stop)), **clip_args)
+                mixed = args.get("shapes")
+                _write_shard(tmp / name, seed, range(lo, min(lo + shard_size, stop)), mixed, **clip_args)
                 manifest[split].append(name)
                 manifest["sha256"][name] = hashlib.sha256((tmp / name).read_bytes()).hexdigest()
+        first = num_clips + num_val_clips
+        for k, lo in enumerate(range(first, first + int(num_images), shard_size)):
+            name = f"images-{k:05d}.tar"
+            _write_images(tmp / name, seed, range(lo, min(lo + shard_size, first + num_images)),
+                          args.get("shapes") or [[size, size, 1]])
+            manifest.setdefault("images", []).append(name)
+            manifest["sha256"][name] = hashlib.sha256((tmp / name).read_bytes()).hexdigest()
+        if num_images:
+            manifest["images_pattern"] = _pattern("images", len(manifest["images"]))
         manifest["train_pattern"] = _pattern("train", len(manifest["train"]))
         manifest["val_pattern"] = _pattern("val", len(manifest["val"])) if manifest["val"] else None
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))

@@ -30,18 +30,21 @@ class Conditions:
     text_mask: torch.Tensor
     image_tokens: torch.Tensor
     frames: torch.Tensor
+    micro: dict[str, torch.Tensor] | None = None  # micro-conditioning scalars {name: (B,)}, e.g. fps, motion
 
     def repeat(self, k: int) -> Conditions:
         """The same conditions tiled k times along the batch: (B, ...) -> (k*B, ...)."""
         if k == 1:
             return self
         tile = lambda v: v.repeat(k, *([1] * (v.ndim - 1)))  # noqa: E731
-        return Conditions(tile(self.text), tile(self.text_mask), tile(self.image_tokens), tile(self.frames))
+        micro = None if self.micro is None else {n: tile(v) for n, v in self.micro.items()}
+        return Conditions(tile(self.text), tile(self.text_mask), tile(self.image_tokens), tile(self.frames), micro)
 
     def to(self, device: torch.device | str) -> Conditions:
         """On `device`, text/image tokens and the frames as float32, the mask as bool."""
         return Conditions(self.text.to(device).float(), self.text_mask.to(device).bool(),
-                          self.image_tokens.to(device).float(), self.frames.to(device).float())
+                          self.image_tokens.to(device).float(), self.frames.to(device).float(),
+                          None if self.micro is None else {n: v.to(device).float() for n, v in self.micro.items()})
 
 
 def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device | str) -> torch.Tensor:
@@ -71,7 +74,8 @@ class VideoDiffusion(nn.Module):
         context, context_mask, pooled = self.fusion(cond.text, cond.text_mask, cond.image_tokens,
                                                     drop_text=drop_text, drop_image=drop_image)
         concat = frame_condition(cond.frames.to(x_t.dtype), keep=~drop_image)
-        return self.unet(x_t, t, context=context, context_mask=context_mask, pooled=pooled, concat=concat)
+        micro = {} if cond.micro is None else {"micro": cond.micro}  # UNets without micro-conditioning: no kwarg
+        return self.unet(x_t, t, context=context, context_mask=context_mask, pooled=pooled, concat=concat, **micro)
 
     # --- training loss and the fixed-timestep validation protocol ---------------------------------------
 

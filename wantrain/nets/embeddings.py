@@ -54,3 +54,23 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     x1, x2 = x.chunk(2, dim=-1)
     rotated = torch.cat([-x2, x1], dim=-1)
     return (x * cos + rotated * sin).to(dtype)
+
+
+class MicroConditioning(nn.Module):
+    """SVD-style micro-conditioning: per-sample scalars (e.g. fps, motion) -> sinusoidal features of each,
+    concatenated -> 2-layer SiLU MLP -> added to the timestep embedding. The last layer starts at zero, so a model
+    with it behaves exactly as one without until it learns to use them."""
+
+    def __init__(self, names: list[str] | tuple[str, ...], freq_dim: int, out_dim: int) -> None:
+        super().__init__()
+        self.names, self.freq_dim = tuple(str(n) for n in names), freq_dim
+        self.mlp = nn.Sequential(nn.Linear(freq_dim * len(self.names), out_dim), nn.SiLU(), nn.Linear(out_dim, out_dim))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+
+    def forward(self, values: dict[str, torch.Tensor] | None, batch: int, device: torch.device) -> torch.Tensor:
+        """{name: (B,) values} (missing names count as 0) -> (B, out_dim)."""
+        values = values or {}
+        feats = [sinusoidal_embedding(values[n].reshape(-1).to(device).float().expand(batch) if n in values
+                                      else torch.zeros(batch, device=device), self.freq_dim) for n in self.names]
+        return self.mlp(torch.cat(feats, dim=-1).to(self.mlp[0].weight.dtype))

@@ -10,7 +10,7 @@ from torch.utils.checkpoint import checkpoint
 
 from wantrain.nets.attention import SpatialTransformer, TemporalAttention, resolve_heads
 from wantrain.nets.blocks import Downsample, ResBlock, Upsample, zero_
-from wantrain.nets.embeddings import TimestepEmbedding
+from wantrain.nets.embeddings import MicroConditioning, TimestepEmbedding
 
 
 def frame_condition(frames: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
@@ -75,6 +75,7 @@ class SpatioTemporalUNet(nn.Module):
         dropout: float = 0.0,
         gradient_checkpointing: bool = False,
         norm_groups: int = 32,
+        micro_conditioning: Sequence[str] = (),
     ) -> None:
         super().__init__()
         channel_mult = tuple(channel_mult)
@@ -93,6 +94,10 @@ class SpatioTemporalUNet(nn.Module):
         emb_dim = 4 * model_channels
         self.time_embedding = TimestepEmbedding(model_channels, emb_dim)
         self.pooled_projection = nn.Linear(pooled_dim, emb_dim) if pooled_dim else None
+        # per-sample scalars (batch keys, e.g. [fps, motion]) added to the timestep embedding; zero-initialised
+        self.micro_conditioning = tuple(str(n) for n in micro_conditioning)
+        self.micro_embedding = (MicroConditioning(self.micro_conditioning, model_channels, emb_dim)
+                                if self.micro_conditioning else None)
 
         def attn(ch: int) -> tuple[SpatialTransformer, TemporalAttention]:
             heads, hd = resolve_heads(ch, head_dim, num_heads)
@@ -157,9 +162,11 @@ class SpatioTemporalUNet(nn.Module):
         context_mask: torch.Tensor | None = None,
         pooled: torch.Tensor | None = None,
         concat: torch.Tensor | None = None,
+        micro: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x (B, C, T, H, W), timesteps (B,), context (B, L, D), context_mask (B, L) bool (True = real token),
-        pooled (B, D_p), concat (B, concat_channels, T, H, W) (None = zeros) -> (B, C_out, T, H, W)."""
+        pooled (B, D_p), concat (B, concat_channels, T, H, W) (None = zeros), micro {name: (B,)} micro-conditioning
+        scalars (missing = 0) -> (B, C_out, T, H, W)."""
         self._check(x, context, concat)
         b, _, t, h, w = x.shape
         if concat is None:
@@ -168,6 +175,8 @@ class SpatioTemporalUNet(nn.Module):
         emb = self.time_embedding(timesteps)  # (B, E)
         if self.pooled_projection is not None and pooled is not None:
             emb = emb + self.pooled_projection(pooled.to(emb.dtype))
+        if self.micro_embedding is not None:
+            emb = emb + self.micro_embedding(micro, b, x.device).to(emb.dtype)
         hidden = torch.cat([x, concat.to(x.dtype)], dim=1).transpose(1, 2).reshape(b * t, -1, h, w)  # (B*T, C, H, W)
         hidden = self.conv_in(hidden)
         skips = [hidden]

@@ -8,8 +8,11 @@ from collections.abc import Sequence
 
 import pytorch_lightning as pl
 
+from wantrain.data.buckets import Bucket, describe, make_buckets
 from wantrain.data.dataset import ShardLoader, VideoShardDataset
-from wantrain.data.samples import SampleDecoder
+from wantrain.data.filters import EXTRA_REASONS, MetadataFilter
+from wantrain.data.images import ImageDecoder
+from wantrain.data.samples import CACHED_LATENTS, SampleDecoder
 from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.synthetic import write_synthetic_dataset
 from wantrain.errors import WantrainError
@@ -44,6 +47,12 @@ class VideoShardDataModule(pl.LightningDataModule):
         image_from: str = "frame",
         persistent_workers: bool = True,
         pin_memory: bool = False,
+        buckets: Sequence | dict | None = None,
+        max_upscale: float | None = 2.0,
+        image_shards: str | Sequence[str] | None = None,
+        image_ratio: float = 0.0,
+        filters: dict | None = None,
+        motion_key: str | None = None,
     ) -> None:
         super().__init__()
         if train_shards is None and val_shards is None and test_shards is None:
@@ -64,6 +73,50 @@ class VideoShardDataModule(pl.LightningDataModule):
         )
         self.decoder_args = decoder_args
         SampleDecoder(**decoder_args)  # validate arguments now
+        self.filters = MetadataFilter(filters)
+        self.motion_key = motion_key
+        self.image_shards, self.image_ratio = image_shards, float(image_ratio)
+        if image_shards is not None and not 0.0 < self.image_ratio <= 1.0:
+            raise WantrainError(f"data.image_shards is set but data.image_ratio={image_ratio}: give the share of steps "
+                                "that are image batches, e.g. data.image_ratio=0.25")
+        size = (self.resolution, self.resolution) if isinstance(self.resolution, int) else self.resolution
+        self.buckets: list[Bucket] = make_buckets(buckets, self.batch_size, (*size, self.num_frames),
+                                                  image_sizes=image_shards is not None)
+        self.bucketed = buckets is not None
+        self.max_upscale = float(max_upscale) if max_upscale and self.bucketed else None
+        if self.bucketed and any(e in CACHED_LATENTS for e in decoder_args["embeddings"]):
+            raise WantrainError("data.buckets cannot be used with cached latents (encoded at one clip shape): drop "
+                                "latent/first_latent from data.embeddings or set data.buckets=null")
+
+    # -- buckets, filters and what the counters are named ----------------------------------------------
+    @property
+    def bucket_shapes(self) -> list[tuple[int, int, int]]:
+        """Every (H, W, T) a training batch can have (checked against the model's downsampling at start)."""
+        return [(b.height, b.width, b.frames) for b in self.buckets]
+
+    @property
+    def bucket_names(self) -> list[str]:
+        """`HxWxT` of every bucket, in a fixed order (the data/bucket_<name> counters)."""
+        return [b.name for b in self.buckets]
+
+    @property
+    def filter_reasons(self) -> list[str]:
+        """Every reason a sample can be filtered for, in a fixed order (the data/filtered_<reason> counters)."""
+        return [*self.filters.reasons, *EXTRA_REASONS]
+
+    def describe_buckets(self) -> str:
+        """The bucket table printed at the start of a fit."""
+        images = f"; image batches: {self.image_ratio:.0%} of steps" if self.image_shards is not None else ""
+        return f"data buckets ({len(self.buckets)}{images}):\n{describe(self.buckets)}"
+
+    def _decoders(self, train: bool) -> tuple[SampleDecoder, ImageDecoder | None]:
+        video = [b for b in self.buckets if b.frames > 1 or self.num_frames == 1] if self.bucketed and train else []
+        common = dict(max_upscale=self.max_upscale, filters=self.filters, motion_key=self.motion_key)
+        decoder = SampleDecoder(**self.decoder_args, buckets=tuple(video), **common)
+        if not train or self.image_shards is None:
+            return decoder, None
+        images = tuple(b for b in self.buckets if b.frames == 1) if self.bucketed else ()
+        return decoder, ImageDecoder(self.resolution, self.decoder_args["embeddings"], images, **common)
 
     # -- shards -----------------------------------------------------------------------------------
     def _missing(self) -> bool:
@@ -79,7 +132,7 @@ class VideoShardDataModule(pl.LightningDataModule):
                 return True
         return False
 
-    def check_shards(self, names: Sequence[str] = ("train_shards", "val_shards")) -> None:
+    def check_shards(self, names: Sequence[str] = ("train_shards", "val_shards", "image_shards")) -> None:
         """Fail in one line, before anything is written, when configured local shards are missing or their first
         sample lacks the cached embeddings `data.embeddings` names (a configured synthetic set is generated)."""
         if self.synthetic is not None and self._missing():
@@ -122,15 +175,25 @@ class VideoShardDataModule(pl.LightningDataModule):
     def _loader(self, spec, name: str, train: bool) -> ShardLoader:
         rank, world = self._rank()
         batch_size = self.batch_size if train else self.val_batch_size
+        decoder, images = self._decoders(train)
+        image_urls = self._urls(self.image_shards, "image_shards") if images is not None else []
         dataset = VideoShardDataset(
-            self._urls(spec, name), SampleDecoder(**self.decoder_args), batch_size, train=train,
+            self._urls(spec, name), decoder, batch_size, train=train,
             resampled=self.resampled, seed=self.seed, rank=rank, world_size=world, shuffle_buffer=self.shuffle_buffer,
+            buckets=self.buckets if train else (), image_shards=image_urls, image_decoder=images,
+            image_ratio=self.image_ratio,
         )
         batches = None
-        if train and self.resampled:
-            batches = max(1, math.ceil(self.samples_per_epoch / (batch_size * world)))
+        if train and self.resampled:  # mean batch size over buckets: samples_per_epoch counts about right
+            mean = sum(b.batch_size for b in self.buckets) / len(self.buckets) if self.bucketed else batch_size
+            batches = max(1, math.ceil(self.samples_per_epoch / (mean * world)))
         return ShardLoader(dataset, num_workers=self.num_workers, batches_per_epoch=batches,
                            persistent_workers=self.persistent_workers, pin_memory=self.pin_memory)
+
+    def setup(self, stage: str) -> None:
+        """Print the bucket table once (rank 0) when a fit uses buckets or images."""
+        if stage == "fit" and (self.bucketed or self.image_shards is not None) and self._rank()[0] == 0:
+            print(self.describe_buckets(), flush=True)
 
     # -- loaders ----------------------------------------------------------------------------------
     def train_dataloader(self) -> ShardLoader:

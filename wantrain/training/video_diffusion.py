@@ -121,6 +121,8 @@ class VideoDiffusionModule(pl.LightningModule):
         if num_frames and resolution:
             h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
             self.space.check_shape(int(num_frames), int(h), int(w))
+        for h, w, t in getattr(datamodule, "bucket_shapes", None) or ():  # data.buckets (and T = 1 image buckets)
+            self.check_bucket(h, w, t)
         if self.hparams.conditioning == "live":
             self.encoders.load()
             self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
@@ -140,6 +142,21 @@ class VideoDiffusionModule(pl.LightningModule):
                 f"a multiple of {factor} (e.g. {fix})"
             )
 
+    def check_bucket(self, height: int, width: int, frames: int) -> None:
+        """Fail in one line when a data.buckets shape does not divide by the UNet's (and the VAE's) downsampling."""
+        factor = int(getattr(self.unet, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
+        name = f"{height}x{width}x{frames}"
+        if height % factor or width % factor:
+            near = "x".join(str(max(factor, v // factor * factor)) for v in (height, width))
+            raise WantrainError(f"data.buckets: bucket {name} (HxWxT) is not divisible by the downsampling factor "
+                                f"{factor}; use H and W that are multiples of {factor} (e.g. {near}x{frames}), or "
+                                f"data.buckets.multiple={factor} when generating them")
+        try:
+            if self._space is not None:  # the VAE's frame rule (e.g. 4k+1), once the space is built (setup)
+                self._space.check_shape(int(frames), int(height), int(width))
+        except (ValueError, WantrainError) as err:
+            raise WantrainError(f"data.buckets: bucket {name}: {err}") from None
+
     # --- conditioning -----------------------------------------------------------------------------------
 
     def conditions(self, batch: dict[str, Any]) -> Conditions:
@@ -156,7 +173,9 @@ class VideoDiffusionModule(pl.LightningModule):
             frames = self.cached_latents(batch, "first_latent")
         else:
             frames = self.space.first_frames(batch["image"].to(self.device), batch["video"].shape[2])
-        return Conditions(text, mask, tokens, frames).to(self.device)
+        names = getattr(self.unet, "micro_conditioning", ())  # model.unet.micro_conditioning: batch keys, e.g. fps
+        micro = {n: torch.as_tensor(batch[n]) for n in names if n in batch} or None
+        return Conditions(text, mask, tokens, frames, micro).to(self.device)
 
     def clean(self, batch: dict[str, Any]) -> torch.Tensor:
         """x0 in model space: the clips (B, 3, T, H, W), or their latents (B, C, T', h, w), cached or encoded live."""
