@@ -15,12 +15,13 @@ from omegaconf import DictConfig, OmegaConf
 from wantrain.errors import WantrainError
 from wantrain.inference.base import BaseModel
 from wantrain.inference.cascade import SRStage
-from wantrain.inference.checkpoints import read_saved
+from wantrain.inference.checkpoints import apply_lora_file, read_saved
 from wantrain.inference.export import export_pipeline
 from wantrain.inference.jobs import Job, my_share, read_jobs
 from wantrain.inference.media import read_image, write_grid
 from wantrain.inference.pipeline import ImageToVideoPipeline, load_pipeline
 from wantrain.io.mp4 import write_mp4
+from wantrain.nets.lora import LORA_FILE, save_lora
 from wantrain.ranks import pick_device, process_rank
 
 
@@ -44,12 +45,21 @@ def export(cfg: DictConfig) -> Path:
     """Check that the models load and chain, then write them to `cfg.export` (base/, sr_stageN/: config.json +
     model.safetensors each)."""
     base = read_saved(cfg.base_ckpt, "base_ckpt", cfg.use_ema)
+    if cfg.get("lora"):
+        base = apply_lora_file(base, cfg.lora)
+    if cfg.get("export_lora") and base.lora is None:
+        raise WantrainError(f"export_lora=true: {cfg.base_ckpt} is no LoRA fine-tune (model.lora.rank was null) "
+                            "and no lora=FILE was given; there are no adapters to write")
     srs = [read_saved(p, "sr_ckpts", cfg.use_ema) for p in _list(cfg.sr_ckpts) or []]
     ImageToVideoPipeline(BaseModel.from_saved(base, load_encoders=False), [SRStage.from_saved(s) for s in srs],
                          [s.source for s in srs], cfg.check_sizes)
     out = export_pipeline(base, srs, cfg.export)
-    print(f"exported the base model and {len(srs)} upsampler stage(s) to {out} "
+    merged = " (LoRA merged)" if base.lora is not None else ""
+    print(f"exported the base model{merged} and {len(srs)} upsampler stage(s) to {out} "
           f"(load with wantrain.inference.load_exported('{out}'))")
+    if cfg.get("export_lora"):
+        path = save_lora(base.lora["state"], base.lora["settings"], Path(cfg.export) / "lora" / LORA_FILE)
+        print(f"wrote the LoRA adapters alone to {path} (sample base_ckpt=BASE lora={path})")
     return out
 
 
@@ -82,7 +92,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     mine = my_share(jobs, rank, world)
     device = pick_device(cfg.device)
     pipe = load_pipeline(cfg.base_ckpt, _list(cfg.sr_ckpts), cfg.use_ema, cfg.text_encoder, cfg.image_encoder,
-                         cfg.check_sizes, device)
+                         cfg.check_sizes, device, lora=cfg.get("lora"))
     stages = pipe.num_stages_for(cfg.size)  # refuse an unreachable size before any work
     base = pipe.base
     base.check_prompts([job.prompt for job in jobs])

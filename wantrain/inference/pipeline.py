@@ -13,7 +13,7 @@ from torch import nn
 from wantrain.errors import WantrainError
 from wantrain.inference.base import BaseModel
 from wantrain.inference.cascade import SRStage, check_chain, run_cascade, stages_for_size
-from wantrain.inference.checkpoints import EXPORT_INDEX, read_saved
+from wantrain.inference.checkpoints import EXPORT_INDEX, apply_lora_file, read_saved
 
 
 class ImageToVideoPipeline(nn.Module):
@@ -55,8 +55,9 @@ class ImageToVideoPipeline(nn.Module):
 
 def load_pipeline(base: str | Path, sr: Sequence[str | Path] | None = None, use_ema: bool = True,
                   text_encoder: str | None = None, image_encoder: str | None = None, check_sizes: bool = True,
-                  device: torch.device | str = "cpu") -> ImageToVideoPipeline:
-    """Base + stages from .ckpt files, exported model folders, or an export root (`sr=None`: its stages)."""
+                  device: torch.device | str = "cpu", lora: str | Path | None = None) -> ImageToVideoPipeline:
+    """Base + stages from .ckpt files, exported model folders, or an export root (`sr=None`: its stages); `lora`: a
+    LoRA file merged onto the base model."""
     base_path = Path(base)
     if (base_path / EXPORT_INDEX).is_file():
         index = json.loads((base_path / EXPORT_INDEX).read_text())
@@ -64,7 +65,8 @@ def load_pipeline(base: str | Path, sr: Sequence[str | Path] | None = None, use_
             sr = [base_path / name for name in index.get("stages", [])]
         base_path = base_path / index.get("base", "base")
     sr = list(sr or [])
-    base_model = BaseModel.from_saved(read_saved(base_path, "base_ckpt", use_ema), text_encoder, image_encoder)
+    saved = read_saved(base_path, "base_ckpt", use_ema)
+    base_model = BaseModel.from_saved(apply_lora_file(saved, lora) if lora else saved, text_encoder, image_encoder)
     stages = [SRStage.from_saved(read_saved(p, "sr_ckpts", use_ema)) for p in sr]
     return ImageToVideoPipeline(base_model, stages, [str(p) for p in sr], check_sizes).to(device)
 
