@@ -137,7 +137,7 @@ def test_temporal_fine_tune_trains_only_temporal_layers(base, capsys):
     """Inflation recipe through `fit`: init_from the image model, temporal layers fresh and the only ones trained."""
     root, overrides, image_model, path = base
     steps = 24
-    recipe = [f"init_from={path}", "init_fresh=[temporal]", "model.trainable=[temporal]", "run_name=inflate",
+    recipe = ["+experiment=i2v_tiny_inflate", f"init_from={path}", "run_name=inflate",
               f"trainer.max_steps={steps}", "callbacks.model_checkpoint.every_n_train_steps=12"]
     fit.run(compose_at(root, *overrides, *recipe))
     out = capsys.readouterr().out
@@ -178,3 +178,33 @@ def test_temporal_fine_tune_trains_only_temporal_layers(base, capsys):
     # a restart of the same run resumes its checkpoint: init_from does not re-initialise it
     fit.run(compose_at(root, *overrides, *recipe[:-2], recipe[-1], f"trainer.max_steps={steps + 2}"))
     assert "init_from ignored: resuming " in capsys.readouterr().out
+
+
+SR = ["data.num_frames=2", "data.resolution=32", "model.crop_size=16", "model.generator.channels=8",
+      "model.generator.num_blocks=1", "model.discriminator.channels=8", "model.validation.every_n_steps=0",
+      "data.batch_size=2", "data.samples_per_epoch=8", "trainer.limit_val_batches=1", "logger=csv",
+      "print_config=false", "trainer.max_steps=3"]
+
+
+@pytest.mark.slow
+def test_upsampler_psnr_phase_initialises_gan_phase(data_dir, tmp_path, capsys):
+    """Real-ESRGAN's two phases: L1 only (D never steps), then the GAN phase from its EMA generator via init_from."""
+    overrides = [f"paths.data_dir={data_dir}", *SR]
+    fit.run(compose_at(tmp_path, "+experiment=sr_tiny_psnr", *overrides, "run_name=psnr"))
+    psnr = torch.load(tmp_path / "runs" / "psnr" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert psnr["optimizer_states"][0]["state"] and not psnr["optimizer_states"][1]["state"]  # G trained, D never
+    gan = [f"init_from={tmp_path / 'runs' / 'psnr'}", *overrides]
+    module = instantiate(compose_at(tmp_path, "+experiment=sr_tiny_gan", *gan).model)
+    init_weights(module, tmp_path / "runs" / "psnr", strict=True)
+    for key, value in module.generator.state_dict().items():
+        assert torch.equal(value, psnr["state_dict"][f"ema.module.{key}"]), key
+    capsys.readouterr()
+    fit.run(compose_at(tmp_path, "+experiment=sr_tiny_gan", *gan, "run_name=gan"))
+    out = capsys.readouterr().out
+    n = len(module.generator.state_dict())
+    assert (f"-> generator: loaded {n}, kept fresh 0, missing 0, unexpected 0, shape-mismatched 0") in out
+    state = torch.load(tmp_path / "runs" / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert state["optimizer_states"][1]["state"]  # the discriminator trains from the first batch
+    with pytest.raises(WantrainError, match="pass init_from=PATH"):
+        fit.run(compose_at(tmp_path, "+experiment=sr_tiny_gan", *overrides, "run_name=nothing"))
+    assert not (tmp_path / "runs" / "nothing").exists()

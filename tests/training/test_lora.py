@@ -106,7 +106,8 @@ def test_lora_trains_few_parameters_and_merges_exactly(lora_run, tmp_path):
 def test_lora_fine_tune_resumes_exactly(lora_run):
     """A LoRA fine-tune (init_from the base) interrupted at step 2 and resumed ends bitwise like the whole run."""
     root, overrides, _, base_path, _, _ = lora_run
-    args = [*overrides, *LORA, f"init_from={base_path}", "callbacks.model_checkpoint.every_n_train_steps=2",
+    args = ["+experiment=i2v_tiny_lora", *overrides, *LORA, f"init_from={base_path}",
+            "callbacks.model_checkpoint.every_n_train_steps=2",
             "callbacks.model_checkpoint.save_top_k=-1"]
     fit.run(compose_at(root, *args, "run_name=whole"))
     resumed = root / "runs" / "resumed" / "checkpoints"

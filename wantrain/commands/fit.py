@@ -39,6 +39,9 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     """Check and build data, model and Trainer (nothing written yet), start from `init_from` weights when given,
     then start the run and fit, resuming per `ckpt_path`."""
     with user_errors():
+        if cfg.get("init_required") and not cfg.get("init_from"):
+            raise WantrainError("this experiment fine-tunes trained weights: pass init_from=PATH (a run folder, a "
+                                ".ckpt, an exported model folder or a .safetensors file)")
         run_config = OmegaConf.to_container(cfg, resolve=True)
         ready = prepare_run(cfg, "fit", [RunConfigInCheckpoint(run_config)], build_trainer)  # (tests wrap it)
         start_from_weights(cfg, ready.model, ready.ckpt_path)
