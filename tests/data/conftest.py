@@ -38,3 +38,15 @@ def _check_batch(batch, b, t=8, h=32, w=32):
 def check_batch():
     """A function asserting the batch contract: check_batch(batch, B, T=8, H=32, W=32)."""
     return _check_batch
+
+
+MIXED = dict(num_clips=16, num_val_clips=4, shard_size=4, fps=8, gop=4, seed=5, num_images=12,
+             shapes=[[32, 48, 10], [48, 32, 8], [32, 32, 12], [24, 24, 5]])
+
+
+@pytest.fixture(scope="session")
+def mixed_set(tmp_path_factory):
+    """Landscape 32x48x10, portrait 48x32x8, square 32x32x12 and short square 24x24x5 clips in turn (4 train shards
+    x 4, val 4) + 3 image shards x 4 (img2dataset layout, the same (H, W)s); json with aesthetic/motion scores."""
+    out = tmp_path_factory.mktemp("mixed") / "set"
+    return out, write_synthetic_dataset(out, **MIXED)

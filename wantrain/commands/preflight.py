@@ -88,6 +88,8 @@ def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback
         raise WantrainError("nothing to validate: data.val_shards is null; set it to your validation shards")
     trainer = trainer_factory(cfg, extra_callbacks=extra_callbacks, **no_val)
     check_validation_split(datamodule, trainer.world_size)
+    if hasattr(datamodule, "check_strategy"):
+        datamodule.check_strategy(trainer)
     return Prepared(datamodule, model, trainer, ckpt_path)
 
 

@@ -104,6 +104,24 @@ class VideoShardDataModule(pl.LightningDataModule):
         """Every reason a sample can be filtered for, in a fixed order (the data/filtered_<reason> counters)."""
         return [*self.filters.reasons, *EXTRA_REASONS]
 
+    def mean_batch_size(self) -> float:
+        """Samples per training batch on average: video buckets' mean, image buckets' mean for image steps."""
+        def mean(frames_one: bool) -> float:
+            sizes = [b.batch_size for b in self.buckets if (b.frames == 1) == frames_one] or [self.batch_size]
+            return sum(sizes) / len(sizes)
+        if not self.bucketed and self.image_shards is None:
+            return float(self.batch_size)
+        ratio = self.image_ratio if self.image_shards is not None else 0.0
+        return (1 - ratio) * mean(self.num_frames == 1) + ratio * mean(True)
+
+    def check_strategy(self, trainer: pl.Trainer) -> None:
+        """Image steps (T = 1) leave the UNet's temporal layers without gradient on every rank: DDP must be told."""
+        kwargs = getattr(trainer.strategy, "_ddp_kwargs", None)
+        if self.image_shards is not None and trainer.world_size > 1 and kwargs is not None \
+                and not kwargs.get("find_unused_parameters", False):
+            raise WantrainError("data.image_shards under DDP: image steps (T = 1) leave the UNet's temporal layers "
+                                "without gradient; set trainer.strategy=ddp_find_unused_parameters_true")
+
     def describe_buckets(self) -> str:
         """The bucket table printed at the start of a fit."""
         images = f"; image batches: {self.image_ratio:.0%} of steps" if self.image_shards is not None else ""
@@ -185,7 +203,7 @@ class VideoShardDataModule(pl.LightningDataModule):
         )
         batches = None
         if train and self.resampled:  # mean batch size over buckets: samples_per_epoch counts about right
-            mean = sum(b.batch_size for b in self.buckets) / len(self.buckets) if self.bucketed else batch_size
+            mean = self.mean_batch_size()
             batches = max(1, math.ceil(self.samples_per_epoch / (mean * world)))
         return ShardLoader(dataset, num_workers=self.num_workers, batches_per_epoch=batches,
                            persistent_workers=self.persistent_workers, pin_memory=self.pin_memory)
