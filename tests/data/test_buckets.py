@@ -129,3 +129,14 @@ def test_ranks_take_image_steps_together_and_step_the_same_number_of_times(mixed
     out, _ = mixed_set
     kinds = [[b["video"].shape[2] == 1 for b in _batches(_loader(out, rank, 2, batches=10))] for rank in (0, 1)]
     assert len(kinds[0]) == len(kinds[1]) == 10 and kinds[0] == kinds[1] and 0 < sum(kinds[0]) < 10
+
+
+def test_clips_are_sampled_at_a_target_fps_drawn_per_clip_and_carry_it(mixed_set):
+    out, _ = mixed_set
+    shards = expand_shard_spec(str(out / "train-{00000..00003}.tar"))
+    decoder = SampleDecoder(num_frames=3, resolution=16, fps=(4.0, 8.0), motion_key="motion_score")
+    train = [b for b in VideoShardDataset(shards, decoder, 4, train=True, resampled=False, seed=1)]
+    fps = [f for b in train for f in b["fps"].tolist()]
+    assert set(fps) == {4.0, 8.0} and len(fps) == 16  # 8 fps sources: every 2nd frame or every frame
+    val = list(VideoShardDataset(shards, decoder, 4, train=False))
+    assert {f for b in val for f in b["fps"].tolist()} == {4.0}  # validation: the first target

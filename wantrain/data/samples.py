@@ -38,7 +38,7 @@ class SampleDecoder:
     num_frames: int = 16
     resolution: int | tuple[int, int] = 64
     frame_stride: int = 1
-    fps: float | None = None
+    fps: float | tuple[float, ...] | None = None  # target fps; several: one drawn per clip (train), the first (val)
     loop_short_clips: bool = False
     embeddings: tuple[str, ...] = ()
     backend: str = "pyav"
@@ -163,7 +163,7 @@ class SampleDecoder:
             height, width = reader.meta.height or 0, reader.meta.width or 0
             if height * width > self.max_frame_pixels:
                 raise SkipError("too_large", f"{width}x{height} frames exceed max_frame_pixels={self.max_frame_pixels}")
-            step = frame_step(reader.meta.fps, self.frame_stride, self.fps)
+            step = frame_step(reader.meta.fps, self.frame_stride, self.target_fps(rng))
             self.last_fps = float(reader.meta.fps) / step
             frames = None
             n = reader.meta.num_frames or 1_000_000_000  # unknown length: the first try finds the real one
@@ -206,6 +206,12 @@ class SampleDecoder:
             raise SkipError("bad_image", f"cannot decode {ext}: {exc}") from exc
         jbox = scale_box(box, src, img.shape[:2])
         return resize_crop(img[None], size, jbox)[:, 0]
+
+    def target_fps(self, rng: random.Random | None) -> float | None:
+        """The clip's target fps: data.fps, or one of its values drawn with `rng` (the first without)."""
+        if not isinstance(self.fps, (tuple, list)):
+            return self.fps
+        return float(rng.choice(self.fps) if rng is not None else self.fps[0])
 
     def shape_for(self, height: int, width: int, num_available: int, step: float) -> tuple[tuple[int, int], int]:
         """((H, W), T) of the window for a source of this size and length: its bucket, or the single shape."""

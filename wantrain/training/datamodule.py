@@ -20,6 +20,16 @@ from wantrain.io.tar import read_samples
 from wantrain.ranks import dist_rank
 
 
+def fps_setting(fps) -> float | tuple[float, ...] | None:  # noqa: ANN001 - a number, a list or null from config
+    """data.fps as the decoder takes it: None, one float, or a tuple of floats (one drawn per clip)."""
+    if fps is None or isinstance(fps, (int, float)):
+        return float(fps) if fps else None
+    values = tuple(float(v) for v in fps)
+    if not values or min(values) <= 0:
+        raise WantrainError(f"data.fps must be a positive number or a list of them (e.g. [4, 8, 12]); got {list(fps)}")
+    return values
+
+
 class VideoShardDataModule(pl.LightningDataModule):
     """Train/val batches `{video, image, caption, key, <emb>, <emb>_mask, skipped}` from tar shards."""
 
@@ -32,7 +42,7 @@ class VideoShardDataModule(pl.LightningDataModule):
         num_frames: int = 16,
         resolution: int | Sequence[int] = 64,
         frame_stride: int = 1,
-        fps: float | None = None,
+        fps: float | Sequence[float] | None = None,
         samples_per_epoch: int = 256,
         embeddings: Sequence[str] = (),
         max_skip_fraction: float = 0.1,
@@ -68,7 +78,7 @@ class VideoShardDataModule(pl.LightningDataModule):
         self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
         decoder_args = dict(
             num_frames=self.num_frames, resolution=self.resolution, frame_stride=int(frame_stride),
-            fps=float(fps) if fps else None, loop_short_clips=bool(loop_short_clips),
+            fps=fps_setting(fps), loop_short_clips=bool(loop_short_clips),
             embeddings=tuple(str(e) for e in embeddings), backend=decode_backend, image_from=image_from,
         )
         self.decoder_args = decoder_args
