@@ -1,4 +1,5 @@
-"""Benchmark: a Lightning fit loop's steps/s vs a bare PyTorch loop doing the same work, and step-time scaling."""
+"""Benchmark: a Lightning fit loop's steps/s vs a bare PyTorch loop doing the same work, and step-time scaling;
+with `spaces`, the training step's cost per clip in pixel vs latent space across resolutions."""
 
 from __future__ import annotations
 
@@ -195,8 +196,61 @@ def measure_shape(module: VideoDiffusionModule, name: str, shape: tuple[int, int
             "mem": "cuda_max_allocated" if device.type == "cuda" else "process_max_rss"}
 
 
+def cached_batch(module: VideoDiffusionModule, batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
+    """`batch` plus its latents and first-frame latents, as `encode` caches them (training then runs no VAE)."""
+    with torch.no_grad():
+        video = batch["video"].to(device)
+        latent = module.space.encode(video).cpu()
+        first = module.space.first_frames(batch["image"].to(device), video.shape[2]).cpu()
+    return {**batch, "latent": latent, "first_latent": first}
+
+
+def vae_seconds(module: VideoDiffusionModule, batch: dict[str, Any], device: torch.device, repeats: int) -> float:
+    """Best seconds of the VAE work of one live latent step: encode the clips and their first-frame clips."""
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first call warms up
+        sync(device)
+        start = time.perf_counter()
+        cached_batch(module, batch, device)
+        sync(device)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def space_rows(cfg: DictConfig, root: Path, overrides: list[str], device: torch.device, precision: str) -> list[dict]:
+    """Per resolution: the bare training step per clip in pixel space, and in latent space live (VAE encode + UNet)
+    and from cached latents (UNet only), measured side by side on the same clips; the same UNet config in both."""
+    b, t, repeats = int(cfg.batch_size), int(cfg.num_frames), int(cfg.repeats)
+    latent_overrides = [*overrides, *OmegaConf.to_container(cfg.latent_overrides, resolve=True)]
+    pixel, latent = build_module(root, overrides), build_module(root, latent_overrides)
+    rows = []
+    for size in cfg.resolutions:
+        h, w = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        latent.space.check_shape(t, h, w)
+        batch = make_batch(b, t, h, w, int(cfg.seed))
+        cached = cached_batch(latent, batch, device)
+        times: dict[str, list[float]] = {"pixel": [], "latent": [], "cached": []}
+        for _ in range(repeats):  # alternate, so a busy machine slows all three alike
+            times["pixel"].append(bare_seconds(pixel, batch, cfg, device, precision))
+            times["latent"].append(bare_seconds(latent, batch, cfg, device, precision))
+            times["cached"].append(bare_seconds(latent, cached, cfg, device, precision))
+        ms = {k: min(v) * 1e3 / b for k, v in times.items()}  # per clip
+        vae_ms = vae_seconds(latent, batch, device, repeats) * 1e3 / b
+        common = {"size": f"{h}x{w}", "frames": t, "batch": b, "device": str(device), "precision": precision}
+        rows.append({"space": "pixel", **common, "unet_input": "x".join(map(str, pixel.space.shape(t, h, w))),
+                     "step_ms_per_clip": round(ms["pixel"], 2), "vae_encode_ms_per_clip": 0.0,
+                     "step_ms_cached_per_clip": round(ms["pixel"], 2), "vs_pixel": 1.0, "cached_vs_pixel": 1.0})
+        rows.append({"space": "latent", **common, "unet_input": "x".join(map(str, latent.space.shape(t, h, w))),
+                     "step_ms_per_clip": round(ms["latent"], 2), "vae_encode_ms_per_clip": round(vae_ms, 2),
+                     "step_ms_cached_per_clip": round(ms["cached"], 2),
+                     "vs_pixel": round(ms["latent"] / ms["pixel"], 3),
+                     "cached_vs_pixel": round(ms["cached"] / ms["pixel"], 3)})
+    return rows
+
+
 def run(cfg: DictConfig) -> list[dict]:
-    """Rows: base shape, then (if `scaling`) 2T and 2HW, each Lightning vs bare, with growth vs the base."""
+    """Rows: base shape, then (if `scaling`) 2T and 2HW, each Lightning vs bare, with growth vs the base; with
+    `spaces`, pixel vs latent rows per resolution instead (`space_rows`)."""
     steps, warmup = int(cfg.steps), int(cfg.warmup)
     if steps - warmup < 1 or warmup < 0:
         raise ValueError(f"bench.steps ({steps}) must exceed bench.warmup ({warmup}) >= 0; raise bench.steps")
@@ -207,16 +261,21 @@ def run(cfg: DictConfig) -> list[dict]:
     if precision not in ("32-true", "bf16-mixed"):
         raise ValueError(f"bench.precision must be auto | 32-true | bf16-mixed, got {precision!r}")
     b, t, h, w = int(cfg.batch_size), int(cfg.num_frames), int(cfg.height), int(cfg.width)
-    shapes = [("base", (b, t, h, w))]
-    if bool(cfg.scaling):
-        shapes += [("2T", (b, 2 * t, h, w)), ("2HW", (b, t, h, 2 * w))]
     overrides = list(OmegaConf.to_container(cfg.overrides, resolve=True) or [])
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     torch.manual_seed(int(cfg.seed))
     with tempfile.TemporaryDirectory(prefix="wantrain-bench-step-") as root, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*(num_workers|does not have many workers|GPU available).*")
+        noise = r".*(num_workers|does not have many workers|GPU available|no `val_dataloader`).*"
+        warnings.filterwarnings("ignore", message=noise)
+        if bool(cfg.get("spaces", False)):
+            return space_rows(cfg, Path(root), overrides, device, precision)
         module = build_module(Path(root), overrides)
+        # latent space (e.g. overrides=[+experiment=i2v_latent_tiny]): the Wan VAE takes 4k+1 frames, so 2T is 2T-1
+        t2 = 2 * t - 1 if module.hparams.space == "latent" else 2 * t
+        shapes = [("base", (b, t, h, w))]
+        if bool(cfg.scaling):
+            shapes += [("2T", (b, t2, h, w)), ("2HW", (b, t, h, 2 * w))]
         rows = [measure_shape(module, name, shape, cfg, device, precision) for name, shape in shapes]
     base_l, base_b = rows[0]["lightning_ms"], rows[0]["bare_ms"]
     for row in rows:

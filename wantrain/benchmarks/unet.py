@@ -86,15 +86,34 @@ def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tenso
     return row
 
 
+def model_shape(cfg: DictConfig) -> tuple[str, int, int, int, int | None]:
+    """(space, T, H, W, latent channels) the UNet sees: the clip's in pixel space; in latent space (`space: latent`)
+    the VAE's latents of a `num_frames` x `height` x `width` clip (Wan: T' = 1 + (T - 1) / 4, H / 8, W / 8)."""
+    space, t, h, w = str(cfg.get("space", "pixel")), int(cfg.num_frames), int(cfg.height), int(cfg.width)
+    if space == "pixel":
+        return space, t, h, w, None
+    if space != "latent":
+        raise ValueError(f"bench.space must be pixel or latent, got {space!r}")
+    vae = cfg.latent
+    s, tf = int(vae.spatial_factor), int(vae.temporal_factor)
+    if h % s or w % s or (tf > 1 and (t - 1) % tf):
+        raise ValueError(f"a {t}x{h}x{w} clip does not fit the VAE (frames {tf}k+1, sides multiples of {s}); "
+                         f"set bench.num_frames / bench.height / bench.width")
+    return space, (1 + (t - 1) // tf if tf > 1 else t), h // s, w // s, int(vae.channels)
+
+
 def run(cfg: DictConfig) -> list[dict]:
     """Rows: ours, and (if compare_diffusers) the diffusers peer, each with the per-FLOP speed ratio."""
     device = pick_device(cfg.device)
     torch.manual_seed(int(cfg.get("seed", 0)))
     unet_cfg = OmegaConf.to_container(cfg.unet, resolve=True)
+    space, t, h, w, channels = model_shape(cfg)
+    if channels is not None:  # latent space: the UNet takes the latents (+ first-frame latents and mask)
+        unet_cfg |= {"in_channels": channels, "out_channels": channels, "concat_channels": channels + 1}
     ours = SpatioTemporalUNet(**unet_cfg)
     if bool(cfg.get("channels_last", False)):
         ours = ours.to(memory_format=torch.channels_last)
-    b, t, h, w = int(cfg.batch_size), int(cfg.num_frames), int(cfg.height), int(cfg.width)
+    b = int(cfg.batch_size)
     x = torch.randn(b, ours.in_channels, t, h, w, device=device)
     concat = torch.randn(b, ours.concat_channels, t, h, w, device=device)
     ctx = torch.randn(b, int(cfg.context_len), ours.context_dim, device=device)
@@ -117,4 +136,5 @@ def run(cfg: DictConfig) -> list[dict]:
         rows[1]["speed_per_flop_vs_diffusers"] = 1.0
     for row in rows:
         row.pop("_flops_per_s")
+        row.update(space=space, model_input=f"{ours.in_channels}x{t}x{h}x{w}")
     return rows
