@@ -99,6 +99,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     settings = base.settings(sampler=cfg.sampler, num_steps=cfg.steps, eta=cfg.eta, text_scale=cfg.text_scale,
                              image_scale=cfg.image_scale, shift=cfg.get("shift"))
     fps = int(cfg.fps or (base.sampling.get("video") or {}).get("fps", 8))
+    base.micro = {"fps": float(fps), "motion": float(cfg.get("motion") or 0.0)}  # models with micro-conditioning
     records_path = Path(cfg.out_dir) / f"samples-rank{rank}.jsonl"
     records_path.parent.mkdir(parents=True, exist_ok=True)
     for group in batches(mine, int(cfg.batch_size)):

@@ -49,6 +49,8 @@ class BaseModel(nn.Module):
         self.resolution: tuple[int, int] = tuple(config["resolution"])  # (H, W)
         self.encoders: FrozenEncoders | None = None  # frozen, outside the module tree (not in state_dict)
         self.space: Space = PIXELS
+        # micro-conditioning values for every clip (model.unet.micro_conditioning, e.g. {"fps": 8.0}); unset = 0
+        self.micro: dict[str, float] = {}
 
     @classmethod
     def from_saved(cls, saved: SavedModel, text_encoder: str | None = None, image_encoder: str | None = None,
@@ -101,7 +103,9 @@ class BaseModel(nn.Module):
         device = self.device
         images = images.to(device, torch.float32)
         text, mask, tokens = self.encoders.encode(list(prompts), images, device)
-        return Conditions(text, mask, tokens, self.space.first_frames(images, num_frames)).to(device)
+        names = getattr(self.model.unet, "micro_conditioning", ())
+        micro = {n: torch.full((images.shape[0],), float(self.micro.get(n, 0.0))) for n in names} or None
+        return Conditions(text, mask, tokens, self.space.first_frames(images, num_frames), micro).to(device)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Sampling settings: the checkpoint's `model.sampling`, then non-None overrides (one-line errors)."""
