@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from wantrain.__main__ import main
+from wantrain.commands import fit
 
 
 def _fit_args(data_dir: Path, run: str) -> list[str]:
@@ -58,3 +61,41 @@ def test_ddp_fit_on_mixed_shapes_and_images_draws_several_buckets_and_counts_fil
     assert sum(v > 0 for v in videos.values()) >= 3, counts
     assert sum(images.values()) > 0, counts
     assert counts["data/filtered_aesthetic_score"] > 0 and counts["data/skipped_fraction"] == 0, counts
+
+
+def _tensors_equal(a, b, where: str = "") -> None:
+    """Nested dicts/lists of tensors bitwise equal."""
+    if isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), where
+        for key in a:
+            _tensors_equal(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _tensors_equal(x, y, f"{where}[{i}]")
+
+
+@pytest.mark.slow
+def test_a_fit_with_buckets_and_images_resumed_mid_epoch_ends_bitwise_like_the_whole_run(data_dir, tmp_path,
+                                                                                         compose):
+    overrides = ["data=mixed", f"paths.data_dir={data_dir}", "logger=csv", "print_config=false",
+                 "data.num_workers=1", "data.samples_per_epoch=48", "trainer.limit_val_batches=0",
+                 "trainer.max_steps=6", "model.unet.model_channels=16", "model.sampling.every_n_steps=0",
+                 "model.unet.micro_conditioning=[fps,motion]", "callbacks.model_checkpoint.every_n_train_steps=3",
+                 "callbacks.model_checkpoint.save_top_k=-1"]
+    fit.run(compose(*overrides, "run_name=whole", root=tmp_path))
+    step3 = tmp_path / "runs" / "whole" / "checkpoints" / "step0000003.ckpt"
+    resumed = tmp_path / "runs" / "resumed" / "checkpoints"
+    resumed.mkdir(parents=True)
+    shutil.copy(step3, resumed / step3.name)
+    fit.run(compose(*overrides, "run_name=resumed", root=tmp_path))
+    whole, again = (torch.load(tmp_path / "runs" / n / "checkpoints" / "last.ckpt", weights_only=False)
+                    for n in ("whole", "resumed"))
+    assert whole["global_step"] == again["global_step"] == 6
+    _tensors_equal(whole["state_dict"], again["state_dict"], "state_dict")
+    _tensors_equal(whole["optimizer_states"], again["optimizer_states"], "optimizer")
+    counts = [c for k, c in whole["callbacks"].items() if "DataCounts" in k][0]
+    assert counts == [c for k, c in again["callbacks"].items() if "DataCounts" in k][0]
+    assert sum(t > 0 for n, t in zip(counts["names"], counts["total"]) if n.startswith("bucket_")) >= 3
