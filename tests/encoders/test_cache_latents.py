@@ -117,3 +117,19 @@ def test_latents_of_another_shape_fail_in_one_line(compose, data_dir, encoded, t
     batch["video"] = torch.zeros(2, 3, 5, 32, 32)  # 5 frames -> 2 latent frames, not the cached 3
     with pytest.raises(WantrainError, match="re-run `python -m wantrain encode`"):
         module.clean(batch)
+
+
+def test_latent_arrays_are_checked_when_read_and_batched():
+    from wantrain.data.collate import collate_samples
+    from wantrain.data.samples import SampleDecoder
+    from wantrain.data.skips import SkipError
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((4, 8), np.float16), allow_pickle=False)  # tokens, not (C, T', h, w) latents
+    with pytest.raises(SkipError, match=r"latent.npy has shape \(4, 8\).*want \(C, T', h, w\)"):
+        SampleDecoder._embedding("latent", buf.getvalue())
+    sample = {"video": torch.zeros(3, 5, 16, 16), "image": torch.zeros(3, 16, 16), "caption": "c", "key": "k"}
+    a, b = {**sample, "latent": torch.zeros(4, 2, 2, 2)}, {**sample, "latent": torch.zeros(4, 3, 2, 2)}
+    assert collate_samples([a, a], ("latent",))["latent"].shape == (2, 4, 2, 2, 2)  # stacked, no mask
+    with pytest.raises(ValueError, match="different shapes.*re-encode"):
+        collate_samples([a, b], ("latent",))
