@@ -133,3 +133,10 @@ def test_latent_arrays_are_checked_when_read_and_batched():
     assert collate_samples([a, a], ("latent",))["latent"].shape == (2, 4, 2, 2, 2)  # stacked, no mask
     with pytest.raises(ValueError, match="different shapes.*re-encode"):
         collate_samples([a, b], ("latent",))
+
+
+def test_latents_true_without_a_vae_fails_in_one_line(compose, tmp_path):
+    cfg = compose("out=x", "latents=true", config_name="encode", root=tmp_path)  # i2v_tiny: pixel space, no VAE
+    assert not encode.wants_latents(compose("out=x", config_name="encode", root=tmp_path))  # auto: off in pixels
+    with pytest.raises(WantrainError, match=r"latents=true needs a VAE: set model.vae"):
+        encode.wants_latents(cfg)
