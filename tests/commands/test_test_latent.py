@@ -7,19 +7,18 @@ import json
 import math
 
 import torch
-from conftest import run_main
 
 FIT = ["fit", "+experiment=i2v_latent_tiny", "run_name=latent", "data.resolution=32", "trainer.max_steps=2",
        "data.samples_per_epoch=4", "data.batch_size=2", "data.num_workers=0", "trainer.limit_val_batches=0",
        "model.sampling.every_n_steps=0", "logger=csv", "print_config=false"]
 
 
-def test_latent_checkpoint_reports_sample_psnr_and_psnr_vs_recon(data_dir, tmp_path, capsys):
-    assert run_main([*FIT, f"paths.data_dir={data_dir}"], tmp_path) == 0
+def test_latent_checkpoint_reports_sample_psnr_and_psnr_vs_recon(wantrain_main, data_dir, tmp_path, capsys):
+    assert wantrain_main([*FIT, f"paths.data_dir={data_dir}"], tmp_path) == 0
     ckpt = tmp_path / "runs" / "latent" / "checkpoints" / "last.ckpt"
     assert torch.load(ckpt, weights_only=True)["global_step"] == 2
     capsys.readouterr()
-    code = run_main(["test", f"ckpt={ckpt}", "data.num_workers=0", "data.val_batch_size=2", "limit_batches=1",
+    code = wantrain_main(["test", f"ckpt={ckpt}", "data.num_workers=0", "data.val_batch_size=2", "limit_batches=1",
                      "diffusion.num_videos=2", "diffusion.steps=2"], tmp_path)
     assert code == 0
     stdout = capsys.readouterr().out
