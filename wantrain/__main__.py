@@ -29,7 +29,7 @@ COMMANDS: dict[str, Command] = {
     "validate": Command("run the validation loop of a checkpoint (ckpt_path=...)"),
     "test": Command("evaluate a checkpoint on a shard set and write metrics JSON", "test"),
     "sample": Command("generate an mp4 from an image and a prompt", "sample"),
-    "encode": Command("cache frozen T5/DiT embeddings into shards (out=DIR)", "encode"),
+    "encode": Command("cache frozen T5/DiT embeddings (+ VAE latents in latent space) in shards (out=DIR)", "encode"),
     "bench": Command("benchmarks: data | unet | upsampler | step", "bench",
                      ("data", "unet", "upsampler", "step"), "bench"),
     "shards": Command("write shards: synthetic | from-folder", "shards", ("synthetic", "from-folder")),
