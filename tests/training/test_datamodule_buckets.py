@@ -99,3 +99,19 @@ def test_a_fit_with_buckets_and_images_resumed_mid_epoch_ends_bitwise_like_the_w
     counts = [c for k, c in whole["callbacks"].items() if "DataCounts" in k][0]
     assert counts == [c for k, c in again["callbacks"].items() if "DataCounts" in k][0]
     assert sum(t > 0 for n, t in zip(counts["names"], counts["total"]) if n.startswith("bucket_")) >= 3
+
+
+def test_bucket_and_fps_settings_that_cannot_work_are_refused_in_one_line():
+    from wantrain.errors import WantrainError
+    from wantrain.training.datamodule import VideoShardDataModule
+
+    for kwargs, message in (({"buckets": [[32, 32, 1]]}, "data.buckets has no video bucket"),
+                            ({"fps": [8, 0]}, "data.fps must be a positive number or a list"),
+                            ({"image_shards": "x.tar"}, "data.image_ratio=0.0"),
+                            ({"buckets": [[32, 32, 8]], "embeddings": ["latent"]}, "cannot be used with cached")):
+        with pytest.raises(WantrainError, match=message):
+            VideoShardDataModule(train_shards="x.tar", num_frames=8, resolution=32, **kwargs)
+    dm = VideoShardDataModule(train_shards="x.tar", num_frames=8, resolution=32, batch_size=4, fps=[6, 8],
+                              buckets=[[32, 32, 8], [32, 48, 8, 3]], image_shards="i.tar", image_ratio=0.5)
+    assert dm.bucket_names == ["32x32x8", "32x48x8", "32x32x1", "32x48x1"]
+    assert dm.mean_batch_size() == 0.5 * (4 + 3) / 2 + 0.5 * (32 + 21) / 2

@@ -93,6 +93,9 @@ class VideoShardDataModule(pl.LightningDataModule):
         self.buckets: list[Bucket] = make_buckets(buckets, self.batch_size, (*size, self.num_frames),
                                                   image_sizes=image_shards is not None)
         self.bucketed = buckets is not None
+        if self.bucketed and self.num_frames > 1 and not any(b.frames > 1 for b in self.buckets):
+            raise WantrainError(f"data.buckets has no video bucket (T > 1) among {[b.name for b in self.buckets]}: add "
+                                "one, e.g. [32,32,8]")
         self.max_upscale = float(max_upscale) if max_upscale and self.bucketed else None
         if self.bucketed and any(e in CACHED_LATENTS for e in decoder_args["embeddings"]):
             raise WantrainError("data.buckets cannot be used with cached latents (encoded at one clip shape): drop "
