@@ -29,8 +29,8 @@ def test_set_trainable_freezes_the_rest_and_refuses_unknown_patterns() -> None:
     model = net()
     assert set_trainable(model, ["2"]) == (10, 38)
     assert [n for n, p in model.named_parameters() if p.requires_grad] == ["2.weight", "2.bias"]
-    assert set_trainable(model, ["!0"]) == (18, 38)  # all but layer 0
-    assert set_trainable(model, ["1", "2", "!bias"]) == (12, 38)
+    assert set_trainable(model, ["-0"]) == (18, 38)  # all but layer 0
+    assert set_trainable(model, ["1", "2", "-bias"]) == (12, 38)
     assert set_trainable(model, None) == (38, 38)
     with pytest.raises(ValueError, match=r"patterns \['temporal'\] match no parameter"):
         set_trainable(model, ["temporal", "0"])

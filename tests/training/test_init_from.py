@@ -199,12 +199,19 @@ def test_upsampler_psnr_phase_initialises_gan_phase(data_dir, tmp_path, capsys):
     for key, value in module.generator.state_dict().items():
         assert torch.equal(value, psnr["state_dict"][f"ema.module.{key}"]), key
     capsys.readouterr()
-    fit.run(compose_at(tmp_path, "+experiment=sr_tiny_gan", *gan, "run_name=gan"))
+    fit.run(compose_at(tmp_path, "+experiment=sr_tiny_gan", *gan, "run_name=gan", "model.trainable=[-conv_in]"))
     out = capsys.readouterr().out
     n = len(module.generator.state_dict())
     assert (f"-> generator: loaded {n}, kept fresh 0, missing 0, unexpected 0, shape-mismatched 0") in out
     state = torch.load(tmp_path / "runs" / "gan" / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["optimizer_states"][1]["state"]  # the discriminator trains from the first batch
+    generator = [k for k, _ in module.generator.named_parameters()]
+    assert len(state["optimizer_states"][0]["state"]) == len(generator) - 2  # all but conv_in.weight / .bias
+    weights, start = state["state_dict"], psnr["state_dict"]
+    for key in generator:  # the frozen group (a trainable group of the upsampler) stays bitwise the phase-1 weights
+        frozen = key.startswith("conv_in.")
+        for prefix in ("generator.", "ema.module."):
+            assert torch.equal(weights[prefix + key], start[f"ema.module.{key}"]) == frozen, key
     with pytest.raises(WantrainError, match="pass init_from=PATH"):
         fit.run(compose_at(tmp_path, "+experiment=sr_tiny_gan", *overrides, "run_name=nothing"))
     assert not (tmp_path / "runs" / "nothing").exists()

@@ -2,8 +2,8 @@
 
 A pattern is a word (`temporal`, `fusion`, `lora`, `cross_attention`) that matches a parameter when one of the dotted
 components of its name is the word or starts with `word_` (`lora` matches `...to_q.lora_A.default.weight`), or a
-glob with `*`/`?` matched against the whole name (`unet.up.*`). A pattern `!word` excludes what it matches
-(`[!temporal]`: everything but the temporal layers).
+glob with `*`/`?` matched against the whole name (`unet.up.*`). A pattern `-word` excludes what it matches
+(`[-temporal]`: everything but the temporal layers).
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def set_trainable(net: nn.Module, patterns: Sequence[str] | None) -> tuple[int, 
         selected = {name for name, _ in params}
     else:
         patterns = [str(p) for p in patterns]
-        unused = [p for p in patterns if not any(name_matches(name, [p.removeprefix("!")]) for name, _ in params)]
+        unused = [p for p in patterns if not any(name_matches(name, [p.removeprefix("-")]) for name, _ in params)]
         if unused:
             groups = sorted({name.split(".")[0] for name, _ in params})
             raise ValueError(f"model.trainable patterns {unused} match no parameter; use module-name words such as "
                              f"temporal, fusion, lora, cross_attention or globs over names under {groups}")
-        keep = [p for p in patterns if not p.startswith("!")]
-        drop = [p[1:] for p in patterns if p.startswith("!")]
+        keep = [p for p in patterns if not p.startswith("-")]
+        drop = [p[1:] for p in patterns if p.startswith("-")]
         selected = {name for name, _ in params
                     if (not keep or name_matches(name, keep)) and not name_matches(name, drop)}
     for name, p in params:

@@ -19,7 +19,6 @@ import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from wantrain.data.degrade import DegradeConfig, degrade, random_crop
 from wantrain.errors import WantrainError
@@ -28,6 +27,8 @@ from wantrain.inference.cascade import upsample
 from wantrain.inference.export import export_upsampler
 from wantrain.losses.adversarial import AdversarialLoss, GANSchedule, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
+from wantrain.nets.trainable import set_trainable
+from wantrain.training.ema import TrainableEMA
 from wantrain.training.lightning_private import attached_trainer, ddp_finds_unused_parameters
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import write_video
@@ -67,12 +68,13 @@ class UpsamplerModule(pl.LightningModule):
         export_dir: str | None = None,
         seed: int = 0,
         max_nonfinite_steps: int = 10,
+        trainable: list[str] | None = None,
     ) -> None:
         super().__init__()
         if int(stage) < 1:
             raise WantrainError(f"model.stage={stage}: cascade stages count from 1 (sr_stage1 maps 64 -> 128 px)")
         # plain containers in the checkpoint's hyper_parameters (Hydra passes DictConfigs; weights_only loads)
-        degrade, gan, validation = (_plain(v) for v in (degrade, gan, validation))
+        degrade, gan, validation, trainable = (_plain(v) for v in (degrade, gan, validation, trainable))
         self.save_hyperparameters(ignore=["generator", "discriminator", "content_loss", "optimizer_g", "optimizer_d"])
         self.automatic_optimization = False
         self.generator, self.discriminator, self.content_loss = generator, discriminator, content_loss
@@ -95,8 +97,11 @@ class UpsamplerModule(pl.LightningModule):
         self.lpips_metric = LPIPSLoss(**dict(lp)) if lp else None
         self.lr_size = base_size * 2 ** (stage - 1) if base_size else None  # None: data.resolution / 2
         self._hr_size: tuple[int, int] | None = None  # frame size of the training clips (before crops)
-        self.ema = AveragedModel(generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
-        self.ema.requires_grad_(False)
+        try:  # model.trainable: which generator parameters train (null: all); the rest frozen, out of the EMA
+            set_trainable(generator, trainable)
+        except ValueError as err:
+            raise WantrainError(str(err)) from None
+        self.ema = TrainableEMA(generator, ema_decay)
         # NaN/inf gradients: skip that G (or D) update, stop after K in a row (one guard per network)
         self.nonfinite_g, self.nonfinite_d = NonFiniteGuard(max_nonfinite_steps), NonFiniteGuard(max_nonfinite_steps)
         self.batches = 0  # batches trained (== global_step); saved in checkpoints with the D step count
@@ -197,7 +202,8 @@ class UpsamplerModule(pl.LightningModule):
             self.log("train/loss_g_adv", loss_adv.detach(), batch_size=b)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
-        self.nonfinite_g.check(list(self.generator.parameters()), self.trainer.strategy, self.global_step, "generator ")
+        trained = [p for p in self.generator.parameters() if p.requires_grad]
+        self.nonfinite_g.check(trained, self.trainer.strategy, self.global_step, "generator ")
         self._clip(opt_g, self.hparams.grad_clip_g)
         opt_g.step()  # the only counted step: global_step += 1 per batch (a no-op when the check dropped the grads)
         self.untoggle_optimizer(opt_g)
