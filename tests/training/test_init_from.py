@@ -12,6 +12,9 @@ from omegaconf import OmegaConf
 
 from wantrain.commands import fit
 from wantrain.errors import WantrainError
+from wantrain.inference.checkpoints import read_saved
+from wantrain.inference.export import write_saved
+from wantrain.io.weights import save_safetensors
 from wantrain.nets.trainable import name_matches
 from wantrain.nets.unet import frame_condition
 from wantrain.training.init_weights import init_weights
@@ -81,6 +84,15 @@ def test_report_ema_raw_mismatch_and_strict(base):
     raw = fresh_module(root, overrides)
     init_weights(raw, path, use_ema=False)
     assert all(torch.equal(a, b) for a, b in zip(raw.model.state_dict().values(), source.model.state_dict().values()))
+    # an exported folder, a plain .safetensors state dict, a Lightning state dict as .safetensors (model.* keys)
+    export = write_saved(read_saved(path), root / "export")
+    save_safetensors(source.ema.module.state_dict(), root / "plain.safetensors")
+    save_safetensors(source.state_dict(), root / "lightning.safetensors")
+    for other, want in ((export, source.ema.module), (root / "plain.safetensors", source.ema.module),
+                        (root / "lightning.safetensors", source.ema.module)):
+        module = fresh_module(root, overrides)
+        assert not init_weights(module, other, strict=True).problems()
+        assert all(torch.equal(a, b) for a, b in zip(module.model.state_dict().values(), want.state_dict().values()))
 
     # another architecture: attention at level 0 instead of 1 (missing + unexpected), wider context (shapes)
     other = ["model.unet.attention_levels=[0]", "model.unet.head_dim=16", "model.fusion.width=32"]
