@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wantrain.data.degrade_real import RealDegradeConfig, real_degrade
+
 
 def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(B, C, T, H, W) -> ((B*T, C, H, W), T)."""
@@ -83,8 +85,10 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
     return (out.permute(0, 4, 1, 2, 3).float() / 127.5 - 1).to(x)
 
 
-def codec_compress(x: torch.Tensor, crf: torch.Tensor, codec: str = "libx264") -> torch.Tensor:
-    """Encode/decode each clip in memory with PyAV (`codec`, per-clip CRF (B,)); needs even H and W."""
+def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx264",
+                   bitrate: torch.Tensor | None = None) -> torch.Tensor:
+    """Encode/decode each clip in memory with PyAV (`codec`: libx264 | mpeg4 | ...), per-clip CRF (B,) or
+    bitrate (B,) in bit/s (RealBasicVSR; mpeg4 has no CRF); needs even H and W."""
     import av
     import numpy as np
 
@@ -98,7 +102,10 @@ def codec_compress(x: torch.Tensor, crf: torch.Tensor, codec: str = "libx264") -
         with av.open(buf, "w", format="mp4") as box:
             stream = box.add_stream(codec, rate=8)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(int(crf[i]))}
+            if bitrate is not None:
+                stream.bit_rate = int(bitrate[i])
+            else:
+                stream.options = {"crf": str(int(crf[i]))}
             for j in range(t):
                 box.mux(stream.encode(av.VideoFrame.from_ndarray(u8[i, j].numpy(), format="rgb24")))
             box.mux(stream.encode(None))
@@ -146,6 +153,11 @@ class DegradeConfig:
     codec_prob: float = 0.0
     codec_crf: tuple[int, int] = (18, 32)
     noise_aug_max: float = 0.0
+    real: RealDegradeConfig | dict | None = None  # the Real-ESRGAN second-order pipeline instead of blur+downsample
+
+    def __post_init__(self) -> None:
+        if isinstance(self.real, dict) or (self.real is not None and not isinstance(self.real, RealDegradeConfig)):
+            self.real = RealDegradeConfig.from_dict(dict(self.real))
 
 
 def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
@@ -154,7 +166,8 @@ def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
 
     LR is in [-1, 1] except for the (unclamped, Imagen-style) Gaussian noise augmentation.
 
-    Order (Real-ESRGAN first order): blur -> downsample -> noise -> JPEG -> codec -> noise augmentation.
+    Order (Real-ESRGAN first order): blur -> downsample -> noise -> JPEG -> codec -> noise augmentation;
+    with `cfg.real` the second-order pipeline (`degrade_real`) replaces blur -> downsample.
     """
     cfg = cfg or DegradeConfig()
     b = hr.shape[0]
@@ -163,11 +176,14 @@ def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
         return torch.rand(b, generator=generator) < p
 
     x = hr
-    if cfg.blur_prob > 0:
-        on = pick(cfg.blur_prob)
-        sigma = _uniform(b, *cfg.blur_sigma, generator) * on
-        x = torch.where(on.to(x.device)[:, None, None, None, None], gaussian_blur(x, sigma), x) if on.any() else x
-    x = downsample(x, cfg.scale, cfg.mode)
+    if cfg.real is not None:
+        x = real_degrade(x, cfg.scale, cfg.real, cfg.mode, generator)
+    else:
+        if cfg.blur_prob > 0:
+            on = pick(cfg.blur_prob)
+            sigma = _uniform(b, *cfg.blur_sigma, generator) * on
+            x = torch.where(on.to(x.device)[:, None, None, None, None], gaussian_blur(x, sigma), x) if on.any() else x
+        x = downsample(x, cfg.scale, cfg.mode)
     if cfg.noise_prob > 0:
         sigma = _uniform(b, *cfg.noise_sigma, generator) * pick(cfg.noise_prob)
         x = add_noise(x, sigma, generator)
