@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-from conftest import run_main  # the in-process CLI
 from hydra.utils import instantiate
 from safetensors.torch import load_file
 from test_init_from import compose_at, fresh_module, perturb, save_like_fit
@@ -55,7 +54,7 @@ def clip(model, seeds=(0, 1)) -> torch.Tensor:
                                        image_scale=1.5)
 
 
-def test_lora_trains_few_parameters_and_merges_exactly(lora_run, tmp_path):
+def test_lora_trains_few_parameters_and_merges_exactly(lora_run, tmp_path, wantrain_main):
     root, overrides, tuned, base_path, tuned_path, report = lora_run
     adapters = [n for n in tuned.model.state_dict() if ".lora_" in n]
     assert sorted(report.fresh) == sorted(adapters) and not (report.missing or report.unexpected)
@@ -74,7 +73,7 @@ def test_lora_trains_few_parameters_and_merges_exactly(lora_run, tmp_path):
     torch.testing.assert_close(clip(merged), unmerged, rtol=0, atol=1e-5)
 
     out = tmp_path / "export"
-    assert run_main(["sample", f"base_ckpt={tuned_path}", f"export={out}", "export_lora=true"], tmp_path) == 0
+    assert wantrain_main(["sample", f"base_ckpt={tuned_path}", f"export={out}", "export_lora=true"], tmp_path) == 0
     exported = load_file(out / "base" / "model.safetensors")
     assert all(torch.equal(exported[k], v) for k, v in saved.state.items())
     lora_file = out / "lora" / "pytorch_lora_weights.safetensors"
@@ -94,11 +93,11 @@ def test_lora_trains_few_parameters_and_merges_exactly(lora_run, tmp_path):
     from PIL import Image
 
     Image.new("RGB", (16, 16), (200, 40, 40)).save(image)
-    assert run_main(["sample", f"base_ckpt={base_path}", f"lora={lora_file}", f"image={image}", "prompt=a red ball",
-                     f"out={tmp_path / 'lora.mp4'}", "steps=2"], tmp_path) == 0
+    assert wantrain_main(["sample", f"base_ckpt={base_path}", f"lora={lora_file}", f"image={image}",
+                          "prompt=a red ball", f"out={tmp_path / 'lora.mp4'}", "steps=2"], tmp_path) == 0
     assert (tmp_path / "lora.mp4").stat().st_size > 0
-    assert run_main(["sample", f"base_ckpt={base_path}", f"export={tmp_path / 'x'}", "export_lora=true"],
-                    tmp_path) == 1  # no adapters to write: one line, nothing written
+    assert wantrain_main(["sample", f"base_ckpt={base_path}", f"export={tmp_path / 'x'}", "export_lora=true"],
+                         tmp_path) == 1  # no adapters to write: one line, nothing written
     assert not (tmp_path / "x").exists()
 
 
