@@ -140,3 +140,20 @@ def test_clips_are_sampled_at_a_target_fps_drawn_per_clip_and_carry_it(mixed_set
     assert set(fps) == {4.0, 8.0} and len(fps) == 16  # 8 fps sources: every 2nd frame or every frame
     val = list(VideoShardDataset(shards, decoder, 4, train=False))
     assert {f for b in val for f in b["fps"].tolist()} == {4.0}  # validation: the first target
+
+
+def test_broken_images_are_skips_counted_like_broken_videos(mixed_set, tmp_path):
+    from wantrain.data.synthetic import image_sample
+    from wantrain.io.tar import write_shard
+
+    out, _ = mixed_set
+    good = [{"__key__": f"{i:04d}", **image_sample(0, i, 24, 24)} for i in range(3)]
+    broken = {**good[0], "__key__": "9999", "jpg": b"not a jpeg" * 8}
+    shard = write_shard(tmp_path / "img.tar", [good[0], broken, *good[1:]])
+    ds = VideoShardDataset(expand_shard_spec(str(out / "train-00000.tar")), SampleDecoder(num_frames=4, resolution=16),
+                           2, seed=1, shuffle_buffer=1, image_shards=[str(shard)],
+                           image_decoder=ImageDecoder(16), image_ratio=1.0)
+    batches = _batches(ShardLoader(ds, batches_per_epoch=6))
+    assert all(b["video"].shape[2] == 1 for b in batches)
+    assert sum(b["skipped"].get("bad_image", 0) for b in batches) >= 1
+    assert all(b["filtered"] == {} for b in batches)
