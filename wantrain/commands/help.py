@@ -19,6 +19,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "python -m wantrain fit trainer.max_steps=500 data.batch_size=8 model.optimizer.lr=3e-4",
         "python -m wantrain fit +experiment=sr_tiny trainer.val_check_interval=50",
         "python -m wantrain fit run_name=first                    # ckpt_path=auto resumes run 'first'",
+        "python -m wantrain fit +experiment=i2v_tiny_lora init_from=runs/first run_name=lora   # start from weights",
         "python -m wantrain fit debug=fast                        # one batch through everything",
         "python -m wantrain fit -m seed=1,2,3                     # a sweep: one run per point",
     ),
@@ -28,6 +29,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "python -m wantrain sample base_ckpt=runs/base sr_ckpts=[runs/sr1] image=frame.png prompt=\"a red ball\"",
         "python -m wantrain sample base_ckpt=runs/base prompts=prompts.csv batch_size=8",
         "python -m wantrain sample base_ckpt=runs/base sr_ckpts=[runs/sr1] export=exports/v1",
+        "python -m wantrain sample base_ckpt=runs/base lora=lora/pytorch_lora_weights.safetensors image=f.png prompt=x",
     ),
     "encode": ("python -m wantrain encode out=data/encoded \"shards='/data/webvid/{00000..00099}.tar'\"",),
     "bench": (
@@ -41,7 +43,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 README_SECTIONS: dict[str, str] = {
-    "fit": '"The main job", "Configuration", "GPUs, DDP, bf16", "SLURM"',
+    "fit": '"The main job", "Fine-tuning", "Configuration", "GPUs, DDP, bf16", "SLURM"',
     "validate": '"The main job", "Configuration"',
     "test": '"Sampling, export and evaluation" (`test` options)',
     "sample": '"Sampling, export and evaluation" (`sample` options)',
