@@ -17,7 +17,7 @@ def _clip(seed: int, t: int = 3, size: int = 16) -> torch.Tensor:
 def test_identical_clips_score_perfectly_and_noise_costs():
     hr = _clip(0)
     perfect = sr_metrics(hr, hr)
-    assert set(perfect) == {"psnr", "psnr_y", "ssim", "ssim_y", "tdiff"}
+    assert set(perfect) == {"psnr", "psnr_y", "ssim", "ssim_y", "tdiff", "flicker"}
     assert perfect["psnr"] == 100.0 and perfect["tdiff"] == 0
     assert math.isclose(perfect["ssim"].item(), 1.0, abs_tol=1e-5)
     noisy = (hr + 0.1 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)

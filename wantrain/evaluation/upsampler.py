@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from wantrain.evaluation.flicker import flicker
 from wantrain.evaluation.video_metrics import psnr
 from wantrain.io.mp4 import to_uint8
 from wantrain.losses.perceptual import LPIPSLoss
@@ -49,9 +50,11 @@ def tlp(lpips: LPIPSLoss, pred: torch.Tensor, target: torch.Tensor) -> torch.Ten
 
 
 def sr_metrics(pred: torch.Tensor, target: torch.Tensor, lpips: LPIPSLoss | None = None) -> dict[str, torch.Tensor]:
-    """Metrics of SR clips against HR (B, 3, T, H, W) in [-1, 1]: psnr, psnr_y, ssim, ssim_y, tdiff (+ lpips, tlp)."""
+    """Metrics of SR clips against HR (B, 3, T, H, W) in [-1, 1]: psnr, psnr_y, ssim, ssim_y, tdiff, flicker
+    (+ lpips, tlp)."""
     values = image_metrics(pred, target)
     values["tdiff"] = temporal_error(pred, target)
+    values["flicker"] = flicker(pred, target)
     if lpips is not None:
         values["lpips"] = lpips(pred, target)
         values["tlp"] = tlp(lpips, pred, target)

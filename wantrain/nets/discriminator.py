@@ -1,4 +1,5 @@
-"""Discriminators for the upsampler GAN: per-frame UNet with spectral norm (default) and a 3-D patch option."""
+"""Discriminators for the upsampler GAN: per-frame UNet with spectral norm (default), a 3-D patch option and the
+UNet + temporal branch option (against flicker)."""
 
 from __future__ import annotations
 
@@ -82,10 +83,33 @@ class PatchDiscriminator3D(nn.Module):
         return self.net(x)
 
 
+class TemporalUNetDiscriminator(nn.Module):
+    """Per-frame UNet logits + a spatio-temporal branch that sees the frames and their differences over time
+    (flicker, temporally inconsistent detail): (B, C, T, H, W) -> per-pixel logits (B, 1, T, H, W), the sum of
+    the two branches' logits (a product of experts), so every GAN loss and R1 use it unchanged."""
+
+    def __init__(self, in_channels: int = 3, channels: int = 64, temporal_channels: int | None = None,
+                 temporal_layers: int = 2) -> None:
+        super().__init__()
+        self.spatial = UNetDiscriminatorSN(in_channels, channels)
+        self.temporal = PatchDiscriminator3D(2 * in_channels, temporal_channels or channels, temporal_layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, T, H, W) -> logits (B, 1, T, H, W)."""
+        if x.dim() != 5:
+            raise ValueError(f"TemporalUNetDiscriminator expects a video (B, C, T, H, W), got {tuple(x.shape)}")
+        motion = torch.cat([torch.zeros_like(x[:, :, :1]), x.diff(dim=2)], dim=2)  # Δt x, 0 at frame 0
+        temporal = self.temporal(torch.cat([x, motion], dim=1))  # (B, 1, T, H', W')
+        return self.spatial(x) + F.interpolate(temporal, size=x.shape[2:], mode="nearest")
+
+
 def build_discriminator(kind: str = "unet", **kwargs: int | bool) -> nn.Module:
-    """Discriminator by name: 'unet' (per-frame UNet, spectral norm) or 'patch3d' (spatio-temporal patches)."""
+    """Discriminator by name: 'unet' (per-frame UNet, spectral norm), 'patch3d' (spatio-temporal patches) or
+    'unet_temporal' (per-frame UNet + a temporal branch on frames and frame differences)."""
     if kind == "unet":
         return UNetDiscriminatorSN(**kwargs)
     if kind == "patch3d":
         return PatchDiscriminator3D(**kwargs)
-    raise ValueError(f"unknown discriminator kind {kind!r}: use 'unet' or 'patch3d'")
+    if kind == "unet_temporal":
+        return TemporalUNetDiscriminator(**kwargs)
+    raise ValueError(f"unknown discriminator kind {kind!r}: use 'unet', 'patch3d' or 'unet_temporal'")
