@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wantrain.diffusion.cond_aug import MICRO_NAME, SEED_OFFSET, CondAug, micro_value, noise_frames
 from wantrain.diffusion.flow import FlowMatching
 from wantrain.diffusion.sampling import sample
 from wantrain.diffusion.schedule import NoiseSchedule
@@ -59,10 +60,28 @@ class VideoDiffusion(nn.Module):
     that run it."""
 
     def __init__(self, unet: nn.Module, fusion: nn.Module, schedule: NoiseSchedule | FlowMatching,
-                 timestep_buckets: int = 4) -> None:
+                 timestep_buckets: int = 4, cond_aug: CondAug | None = None) -> None:
         super().__init__()
         self.unet, self.fusion, self.schedule = unet, fusion, schedule
         self.timestep_buckets = int(timestep_buckets)
+        self.cond_aug = cond_aug  # training noise on the conditioning frame; its level is micro-conditioning
+        if cond_aug is not None and not self.tells_cond_aug:
+            raise ValueError(f"model.cond_aug is set but model.unet.micro_conditioning lacks {MICRO_NAME!r}: add it "
+                             f"(e.g. [fps, {MICRO_NAME}]) so the UNet is told the level, or set model.cond_aug=null")
+
+    @property
+    def tells_cond_aug(self) -> bool:
+        """Whether the UNet takes the conditioning-frame noise level as micro-conditioning (trained with cond_aug)."""
+        return MICRO_NAME in tuple(getattr(self.unet, "micro_conditioning", ()))
+
+    def augment(self, cond: Conditions, levels: torch.Tensor, generator: torch.Generator | None = None,
+                noise: torch.Tensor | None = None) -> Conditions:
+        """`cond` with noise of `levels` (B,) on its conditioning frames (`noise` (B, C, 1, H, W), else drawn from
+        `generator`) and the levels in its micro-conditioning."""
+        micro = dict(cond.micro or {})
+        micro[MICRO_NAME] = micro_value(levels).to(cond.frames.device)
+        return Conditions(cond.text, cond.text_mask, cond.image_tokens,
+                          noise_frames(cond.frames, levels, generator, noise), micro)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditions,
                 drop_text: torch.Tensor | None = None, drop_image: torch.Tensor | None = None) -> torch.Tensor:
@@ -89,6 +108,8 @@ class VideoDiffusion(nn.Module):
             drop_text, drop_image = self.fusion.sample_dropout(b, x0.device)
         if t is None:
             t = self.schedule.timesteps(b, x0.device, generator)
+        if self.cond_aug is not None:
+            cond = self.augment(cond, self.cond_aug.levels(b, x0.device, generator), generator)
         noise = self.schedule.noise_like(x0, generator)
         output = self(self.schedule.add_noise(x0, noise, t), t, cond, drop_text, drop_image)
         return self.schedule.loss(output, x0, noise, t, reduce=False), t
@@ -114,13 +135,23 @@ class VideoDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, cond: Conditions, noise: torch.Tensor, sampler: str = "ddim", num_steps: int = 25,
                text_scale: float = 1.0, image_scale: float = 1.0, eta: float = 0.0, shift: float | None = None,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, guidance_rescale: float = 0.0,
+               guidance_ramp: float | None = None, frame0: str = "regenerate", cond_aug: float = 0.02,
+               cond_noise: torch.Tensor | None = None) -> torch.Tensor:
         """Model-space clips (B, C, T, H, W) from initial noise of that shape, with text/image guidance.
 
         `sampler`: one of `schedule.samplers`; `shift`: flow samplers' timestep shift (default: training's);
-        `generator` draws DDIM's per-step noise when eta > 0.
+        `generator` draws DDIM's per-step noise when eta > 0. `guidance_rescale` (phi) and `guidance_ramp` (the scale
+        of frame 0, rising to the full scales on the last frame): see `guided_prediction`. `frame0`: 'regenerate'
+        (frame 0 is generated like the others) or 'keep' (the clean input frame is kept; see `sampling.sample`).
+        `cond_aug`: noise level put on the conditioning frame for models trained with cond_aug, with `cond_noise`
+        (B, C, 1, H, W) (default: drawn from `generator`, else the global RNG).
         """
         b = noise.shape[0]
+        keep = cond.frames[:, :, :1].float() if frame0 == "keep" else None  # the clean frame 0 in model space
+        if self.tells_cond_aug:
+            levels = torch.full((b,), float(cond_aug), device=noise.device)
+            cond = self.augment(cond, levels, generator, cond_noise)
 
         def pred_fn(x: torch.Tensor, t: torch.Tensor, drop_text: torch.Tensor, drop_image: torch.Tensor,
                     ) -> torch.Tensor:
@@ -129,7 +160,10 @@ class VideoDiffusion(nn.Module):
         scheduler = self.schedule.sampler(sampler, shift=shift)
         return sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
                       image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
-                      noise=noise, model_timesteps=self.schedule.model_timesteps)
+                      noise=noise, model_timesteps=self.schedule.model_timesteps,
+                      guidance_rescale=float(guidance_rescale or 0.0),
+                      guidance_ramp=None if guidance_ramp is None else float(guidance_ramp),
+                      keep_first=keep, renoise=self.schedule.add_noise)
 
     def sample_from_seeds(self, cond: Conditions, seeds: Sequence[int], **options: Any) -> torch.Tensor:
         """Model-space clips (B, C, T, H, W) shaped like the conditioning frames, clip i from seed i (DDIM eta noise
@@ -137,4 +171,9 @@ class VideoDiffusion(nn.Module):
         device = cond.frames.device
         shape = (cond.frames.shape[0], int(self.unet.out_channels), *cond.frames.shape[2:])
         generator = torch.Generator(device).manual_seed(int(seeds[0]))
-        return self.sample(cond, initial_noise(shape, seeds, device), generator=generator, **options)
+        cond_noise = None
+        if self.tells_cond_aug:  # clip i's conditioning-frame noise from its own seed too
+            c, _, h, w = cond.frames.shape[1:]
+            cond_noise = initial_noise((len(seeds), c, 1, h, w), [int(s) + SEED_OFFSET for s in seeds], device)
+        return self.sample(cond, initial_noise(shape, seeds, device), generator=generator, cond_noise=cond_noise,
+                           **options)

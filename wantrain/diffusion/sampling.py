@@ -14,7 +14,9 @@ from wantrain.diffusion.guidance import PredFn, guided_prediction
 
 SAMPLERS = ("ddim", "dpm_solver")
 SAMPLING_DEFAULTS: dict[str, Any] = {"sampler": None, "num_steps": 25, "eta": 0.0, "text_scale": 1.0,
-                                     "image_scale": 1.0, "shift": None}
+                                     "image_scale": 1.0, "shift": None, "guidance_rescale": 0.0,
+                                     "guidance_ramp": None, "frame0": "regenerate", "cond_aug": 0.02}
+FRAME0 = ("regenerate", "keep")  # frame 0 at sampling: generated like the others (SVD) | the input frame, kept
 
 
 def sampling_options(stored: dict[str, Any] | None = None, samplers: tuple[str, ...] = SAMPLERS,
@@ -29,6 +31,13 @@ def sampling_options(stored: dict[str, Any] | None = None, samplers: tuple[str, 
         raise ValueError(f"sampler={out['sampler']!r}: use one of {', '.join(samplers)} for this model's objective")
     if int(out["num_steps"]) < 1:
         raise ValueError(f"steps={out['num_steps']}: need at least 1 sampling step")
+    if out["frame0"] not in FRAME0:
+        raise ValueError(f"frame0={out['frame0']!r}: use regenerate (frame 0 is generated) or keep (the input frame)")
+    if not 0.0 <= float(out["guidance_rescale"]) <= 1.0:
+        raise ValueError(f"guidance_rescale={out['guidance_rescale']}: use a value in [0, 1] (0: off; 0.7 as "
+                         "DynamiCrafter)")
+    if float(out["cond_aug"]) < 0:
+        raise ValueError(f"cond_aug={out['cond_aug']}: the conditioning-frame noise level must be >= 0")
     return out
 
 
@@ -71,11 +80,19 @@ def sample(
     eta: float = 0.0,
     noise: torch.Tensor | None = None,
     model_timesteps: Callable[[SchedulerMixin], torch.Tensor] | None = None,
+    guidance_rescale: float = 0.0,
+    guidance_ramp: float | None = None,
+    keep_first: torch.Tensor | None = None,
+    renoise: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Run the reverse process from Gaussian noise of `shape` (B, C, T, H, W) -> x0 (model space, float32).
 
     `generator` fixes the initial noise (and DDIM's eta noise); `eta` applies to DDIM only. `model_timesteps`
     maps the set scheduler to the timestep the network sees at each step (default: `scheduler.timesteps`).
+    `guidance_rescale` / `guidance_ramp`: see `guided_prediction`. `keep_first` (B, C, 1, H, W): a clean frame 0 to
+    keep: after every step frame 0 is replaced by it noised to the next step's level with frame 0 of the initial
+    noise (`renoise(x0, noise, t)`, the objective's forward process), and by the clean frame at the end, so the
+    other frames are denoised around the kept frame.
     """
     scheduler.set_timesteps(num_steps, device=device)
     if noise is None:
@@ -87,9 +104,18 @@ def sample(
     if isinstance(scheduler, DDIMScheduler):
         step_kwargs["eta"] = eta
     times = (model_timesteps or (lambda s: s.timesteps))(scheduler).to(device)
-    for t, model_t in zip(scheduler.timesteps, times):
+    if keep_first is not None and renoise is None:
+        raise ValueError("keep_first needs renoise (the objective's add_noise)")
+    first_noise = noise[:, :, :1].to(device=device, dtype=torch.float32)
+    for i, (t, model_t) in enumerate(zip(scheduler.timesteps, times)):
         x_in = scheduler.scale_model_input(x, t) if hasattr(scheduler, "scale_model_input") else x
         t_batch = model_t.expand(shape[0])
-        out = guided_prediction(pred_fn, x_in, t_batch, text_scale, image_scale).float()
+        out = guided_prediction(pred_fn, x_in, t_batch, text_scale, image_scale, guidance_rescale,
+                                guidance_ramp).float()
         x = scheduler.step(out, t, x, **step_kwargs).prev_sample
+        if keep_first is not None:
+            known = keep_first.to(device=device, dtype=torch.float32)
+            if i + 1 < len(times):
+                known = renoise(known, first_noise, times[i + 1].expand(shape[0])).float()
+            x = torch.cat([known, x[:, :, 1:]], dim=2)
     return x

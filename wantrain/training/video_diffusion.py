@@ -9,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
+from wantrain.diffusion.cond_aug import CondAug
 from wantrain.diffusion.flow import FlowMatching
 from wantrain.diffusion.model import Conditions, VideoDiffusion
 from wantrain.diffusion.sampling import sampling_options
@@ -22,6 +23,7 @@ from wantrain.nets.trainable import set_trainable
 from wantrain.training.ema import TrainableEMA
 from wantrain.training.lightning_private import attached_trainer
 from wantrain.training.nonfinite import NonFiniteGuard
+from wantrain.training.param_groups import decay_groups
 from wantrain.training.sample_videos import SampleVideoWriter
 
 
@@ -50,6 +52,8 @@ class VideoDiffusionModule(pl.LightningModule):
         max_nonfinite_steps: int = 10,
         trainable: list[str] | None = None,
         lora: dict[str, Any] | None = None,
+        cond_aug: dict[str, Any] | None = None,
+        weight_decay_exclude: list[str] | None = None,
     ) -> None:
         super().__init__()
         if conditioning not in ("live", "cached"):
@@ -61,7 +65,13 @@ class VideoDiffusionModule(pl.LightningModule):
             raise WantrainError(f"model.space must be 'pixel' or 'latent', got {space!r}")
         self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "flow", "optimizer", "lr_scheduler",
                                           "text_encoder", "image_encoder", "vae"])
-        self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets)
+        try:  # model.cond_aug: noise on the conditioning frame, its level as micro-conditioning
+            self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets,
+                                        CondAug(**cond_aug) if cond_aug else None)
+        except TypeError as err:
+            raise WantrainError(f"model.cond_aug: {err}; keys: log_mean, log_std, max_level, p_clean") from None
+        except ValueError as err:
+            raise WantrainError(str(err)) from None
         # LoRA adapters on the UNet (model.lora.rank), then trainable groups (model.trainable; with LoRA: [lora])
         try:
             self.lora = lora_settings(**lora) if lora and lora.get("rank") is not None else None
@@ -279,8 +289,14 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         """Optimizer (partial from config) over the trainable parameters of UNet + fusion (model.trainable), with an
-        optional per-step LR schedule."""
+        optional per-step LR schedule; model.weight_decay_exclude puts norms / biases / embeddings in a group without
+        weight decay."""
         params = [p for p in self.model.parameters() if p.requires_grad]
+        if self.hparams.get("weight_decay_exclude"):
+            try:
+                params = decay_groups(self.model, self.hparams.weight_decay_exclude)
+            except ValueError as err:
+                raise WantrainError(str(err)) from None
         optimizer = self.optimizer_factory(params)
         if self.lr_scheduler_factory is None:
             return optimizer

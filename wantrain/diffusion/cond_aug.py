@@ -1,0 +1,68 @@
+"""Condition-frame noise augmentation (`cond_aug`): Gaussian noise on the first-frame conditioning, its level told to
+the UNet as micro-conditioning (SVD's `cond_aug`, CogVideoX's image-latent noise).
+
+A clean conditioning frame lets the model copy it and freeze the clip; with noise on it the model must use it as a
+hint. Training draws a log-normal level per clip (CogVideoX I2V: sigma = exp(N(-3.0, 0.5)), median 0.05); sampling
+uses one fixed level (SVD samples with cond_aug = 0.02). Shapes: frames (B, C, T, H, W) model space; levels (B,).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+MICRO_NAME = "cond_aug"  # the name in model.unet.micro_conditioning
+MICRO_SCALE = 1000.0  # the level enters the sinusoidal embedding x1000, like a diffusion timestep (0.02 -> 20)
+SEED_OFFSET = 1_000_003  # sampling: clip i's conditioning noise comes from seed_i + SEED_OFFSET (its own stream)
+
+
+def first_frame_copies(frames: torch.Tensor) -> torch.Tensor:
+    """(B, 1, T, 1, 1) mask of the conditioning frames that are copies of frame 0: every frame in pixel space (the
+    image repeated), frame 0 alone for zero-padded latents (Wan2.1 I2V)."""
+    same = (frames == frames[:, :, :1]).flatten(3).all(-1).all(1)  # (B, T)
+    return same.to(frames.dtype)[:, None, :, None, None]
+
+
+def noise_frames(frames: torch.Tensor, levels: torch.Tensor, generator: torch.Generator | None = None,
+                 noise: torch.Tensor | None = None) -> torch.Tensor:
+    """frames + level * noise on every copy of frame 0, the SAME noise on each copy (independent copies would average
+    back to the clean frame; a noisy copy beside a clean one would give it away). `noise` (B, C, 1, H, W): given, or
+    drawn from `generator`."""
+    b, c, _, h, w = frames.shape
+    if noise is None:
+        gen_device = generator.device if generator is not None else frames.device
+        noise = torch.randn((b, c, 1, h, w), generator=generator, device=gen_device)
+    noise = noise.to(frames.device, frames.dtype)
+    return frames + levels.to(frames.device, frames.dtype).view(b, 1, 1, 1, 1) * noise * first_frame_copies(frames)
+
+
+def micro_value(levels: torch.Tensor) -> torch.Tensor:
+    """The micro-conditioning scalar (B,) of noise levels (B,)."""
+    return levels.float() * MICRO_SCALE
+
+
+@dataclass
+class CondAug:
+    """Training distribution of the conditioning-frame noise level: log-normal exp(N(log_mean, log_std)), clipped to
+    `max_level`, and 0 (clean) with probability `p_clean`."""
+
+    log_mean: float = -3.0
+    log_std: float = 0.5
+    max_level: float = 1.0
+    p_clean: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.log_std < 0 or self.max_level <= 0 or not 0.0 <= self.p_clean <= 1.0:
+            raise ValueError(f"model.cond_aug needs log_std >= 0, max_level > 0 and p_clean in [0, 1], got {self}")
+
+    def levels(self, batch_size: int, device: torch.device | str = "cpu",
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Noise levels (B,) float32 for a training batch."""
+        gen_device = generator.device if generator is not None else device
+        normal = torch.randn(batch_size, generator=generator, device=gen_device)
+        levels = torch.exp(self.log_mean + self.log_std * normal).clamp(max=self.max_level)
+        if self.p_clean:
+            clean = torch.rand(batch_size, generator=generator, device=gen_device) < self.p_clean
+            levels = levels.masked_fill(clean, 0.0)
+        return levels.to(device)
