@@ -128,3 +128,15 @@ def test_codecs_h264_and_mpeg4_through_pyav() -> None:
         cfg = RealDegradeConfig(**{**OFF, "codec_prob": 1.0, "codecs": (codec,), "codec_bitrate": (1e4, 1e4)})
         lr = real_degrade(hr, 2, cfg, generator=torch.Generator().manual_seed(0))
         assert lr.shape == (1, 3, 4, 16, 16) and float((lr - downsample(hr)).abs().mean()) > 0.01, codec
+
+
+def test_usm_sharpens_edges_and_leaves_flat_regions() -> None:
+    from wantrain.data.degrade import usm_sharpen
+
+    x = torch.full((1, 3, 2, 32, 32), -0.4)
+    x[..., 16:] = 0.4  # a vertical edge
+    y = usm_sharpen(x)
+    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
+    assert float(y[..., 15].mean()) < -0.4 and float(y[..., 16].mean()) > 0.4  # overshoot on both sides
+    assert torch.equal(usm_sharpen(torch.zeros(1, 3, 1, 16, 16)), torch.zeros(1, 3, 1, 16, 16))
+    assert torch.allclose(usm_sharpen(x, weight=0.0), x)

@@ -63,6 +63,17 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return v.reshape(b, c, t, h, w)
 
 
+def usm_sharpen(x: torch.Tensor, weight: float = 0.5, sigma: float = 8.0, threshold: float = 10.0) -> torch.Tensor:
+    """Real-ESRGAN's unsharp mask of clips (B, C, T, H, W) in [-1, 1]: x + weight·(x − blur(x)) where the
+    residual exceeds threshold/255, blended by a blurred mask (cv2 radius 51 ≈ Gaussian σ 8), clamped."""
+    s = torch.full((x.shape[0],), float(sigma))
+    residual = x - gaussian_blur(x, s)
+    mask = ((residual.abs() * 127.5) > threshold).to(x)  # threshold in 0..255 units; residual in [-1, 1] units
+    soft = gaussian_blur(mask, s)
+    sharp = (x + weight * residual).clamp(-1, 1)
+    return soft * sharp + (1 - soft) * x
+
+
 def add_noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Add Gaussian noise with per-clip std sigma (B,) (in [-1, 1] units), clamp to [-1, 1]."""
     eps = torch.randn(x.shape, generator=generator).to(x)

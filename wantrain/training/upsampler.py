@@ -20,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 
-from wantrain.data.degrade import DegradeConfig, degrade, random_crop
+from wantrain.data.degrade import DegradeConfig, degrade, random_crop, usm_sharpen
 from wantrain.errors import WantrainError
 from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
 from wantrain.inference.cascade import upsample
@@ -59,6 +59,7 @@ class UpsamplerModule(pl.LightningModule):
         base_size: int | None = 64,
         crop_size: int | None = None,
         degrade: dict[str, Any] | None = None,
+        usm: dict[str, float] | None = None,
         gan: dict[str, Any] | None = None,
         grad_clip_g: float | None = 1.0,
         grad_clip_d: float | None = 1.0,
@@ -73,6 +74,7 @@ class UpsamplerModule(pl.LightningModule):
         super().__init__()
         if int(stage) < 1:
             raise WantrainError(f"model.stage={stage}: cascade stages count from 1 (sr_stage1 maps 64 -> 128 px)")
+        usm = _plain(usm)  # USM-sharpened targets for the content loss (Real-ESRGAN l1/percep_gt_usm); None: off
         # plain containers in the checkpoint's hyper_parameters (Hydra passes DictConfigs; weights_only loads)
         degrade, gan, validation, trainable = (_plain(v) for v in (degrade, gan, validation, trainable))
         self.save_hyperparameters(ignore=["generator", "discriminator", "content_loss", "optimizer_g", "optimizer_d"])
@@ -194,7 +196,7 @@ class UpsamplerModule(pl.LightningModule):
 
         self.toggle_optimizer(opt_g)
         sr = self.generator(lr, level)  # (B, 3, T, H, W)
-        content, parts = self.content_loss(sr, hr)
+        content, parts = self.content_loss(sr, self.content_target(hr))
         loss_g = content
         if gan_on:
             loss_adv = self.adversarial.generator(self.discriminator(sr))
@@ -222,6 +224,11 @@ class UpsamplerModule(pl.LightningModule):
         self.log("trainer/batches", float(self.batches), batch_size=b)
         self.log("train/nonfinite_steps", float(self.nonfinite_g.total), batch_size=b)
         self.log("train/nonfinite_d_steps", float(self.nonfinite_d.total), batch_size=b)
+
+    def content_target(self, hr: torch.Tensor) -> torch.Tensor:
+        """The content loss's target: HR, or its unsharp-masked copy with `model.usm` (the discriminator and the
+        validation metrics keep the plain HR, as Real-ESRGAN's gan_gt_usm: false)."""
+        return usm_sharpen(hr, **dict(self.hparams.usm)) if self.hparams.usm else hr
 
     def _discriminator_update(self, opt_d: Any, real: torch.Tensor, fake: torch.Tensor) -> None:
         """D loss on real vs detached fakes (+ lazy R1 every `r1_every` D steps), clipped, one uncounted step."""
