@@ -97,7 +97,9 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     base = pipe.base
     base.check_prompts([job.prompt for job in jobs])
     settings = base.settings(sampler=cfg.sampler, num_steps=cfg.steps, eta=cfg.eta, text_scale=cfg.text_scale,
-                             image_scale=cfg.image_scale, shift=cfg.get("shift"))
+                             image_scale=cfg.image_scale, shift=cfg.get("shift"),
+                             guidance_rescale=cfg.get("guidance_rescale"), guidance_ramp=cfg.get("guidance_ramp"),
+                             frame0=cfg.get("frame0"), cond_aug=cfg.get("cond_aug"))
     fps = int(cfg.fps or (base.sampling.get("video") or {}).get("fps", 8))
     base.micro = {"fps": float(fps), "motion": float(cfg.get("motion") or 0.0)}  # models with micro-conditioning
     records_path = Path(cfg.out_dir) / f"samples-rank{rank}.jsonl"
