@@ -229,12 +229,14 @@ def write_synthetic_dataset(
     seed: int = 0,
     shapes: list | None = None,
     num_images: int = 0,
+    val_shapes: list | None = None,
 ) -> dict:
     """Write train-NNNNN.tar + val-NNNNN.tar under `out_dir` atomically; returns the manifest.
 
     `shapes` ([[H, W, T], ...]): train clips take these shapes in turn (a mix of aspect ratios and lengths, with
     width/height/num_frames/aesthetic_score/motion_score in their json) instead of `size` x `num_frames`;
-    `num_images` > 0 adds images-NNNNN.tar in img2dataset's layout (KEY.jpg, KEY.txt, KEY.json).
+    `num_images` > 0 adds images-NNNNN.tar in img2dataset's layout (KEY.jpg, KEY.txt, KEY.json); `val_shapes`: the
+    validation clips' shapes (default `shapes`; validation crops one shape, so leave out clips shorter than it).
 
     Same arguments give byte-identical shards. An existing complete set with the same
     arguments is reused; concurrent callers (DDP ranks) never see half-written shards.
@@ -246,6 +248,8 @@ def write_synthetic_dataset(
                 size=size, fps=fps, gop=gop, seed=seed)
     if shapes or num_images:
         args.update(shapes=[[int(v) for v in s] for s in shapes or []], num_images=int(num_images))
+    if val_shapes:
+        args["val_shapes"] = [[int(v) for v in s] for s in val_shapes]
     existing = _read_manifest(out)
     if existing is not None:
         if existing["args"] != args:
@@ -265,7 +269,7 @@ def write_synthetic_dataset(
         for split, start, stop in splits:
             for k, lo in enumerate(range(start, stop, shard_size)):
                 name = f"{split}-{k:05d}.tar"
-                mixed = args.get("shapes")
+                mixed = args.get("val_shapes", args.get("shapes")) if split == "val" else args.get("shapes")
                 _write_shard(tmp / name, seed, range(lo, min(lo + shard_size, stop)), mixed, **clip_args)
                 manifest[split].append(name)
                 manifest["sha256"][name] = hashlib.sha256((tmp / name).read_bytes()).hexdigest()
