@@ -184,7 +184,8 @@ def test_ddp_ranks_share_one_run_dir(wantrain_cli, data_dir, tmp_path):
 
 @pytest.mark.slow
 def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tmp_path):
-    """i2v_64's structure (levels, attention, checkpointing, epsilon + min-SNR) at CPU width, tiny encoders."""
+    """i2v_64's structure (levels, attention, checkpointing, v + zero terminal SNR + min-SNR, cond_aug, weight decay
+    groups) at CPU width, tiny encoders."""
     cfg = compose(
         "+experiment=i2v_64", f"paths.data_dir={data_dir}", "trainer=cpu", "data.num_workers=0", "data.batch_size=1",
         f"data.train_shards={data_dir}/synthetic/train-00000.tar",
@@ -196,7 +197,12 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
         "model.unet.model_channels=16",
         "model.unet.norm_groups=8", "model.unet.head_dim=16", root=tmp_path)
     model = instantiate(cfg.model)
-    assert model.unet.gradient_checkpointing and model.model.schedule.prediction_type == "epsilon"
+    schedule = model.model.schedule
+    assert model.unet.gradient_checkpointing and schedule.prediction_type == "v_prediction"
+    assert schedule.alphas_cumprod[-1] < 1e-6 and schedule.weighting == "min_snr"  # zero terminal SNR
+    assert model.model.cond_aug is not None and model.unet.micro_conditioning == ("fps", "cond_aug")
+    assert model.sampling["guidance_rescale"] == 0.7 and model.sampling["frame0"] == "regenerate"
+    assert [g["weight_decay"] for g in model.configure_optimizers()["optimizer"].param_groups] == [0.01, 0.0]
     trainer = pl.Trainer(accelerator="cpu", devices=1, fast_dev_run=True, logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
     trainer.fit(model, datamodule=instantiate(cfg.data))

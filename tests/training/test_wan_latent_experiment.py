@@ -28,6 +28,7 @@ def test_one_batch_of_the_wan_latent_experiment_fits_on_cpu(compose, data_dir, t
     model = instantiate(cfg.model)
     assert model.hparams.objective == "flow" and model.hparams.space == "latent"
     assert model.model.schedule.shift == 5.0 and model.sampling["sampler"] == "unipc"
+    assert model.model.cond_aug is not None and model.sampling["guidance_rescale"] == 0.0  # from i2v_64 / Wan
     assert (model.unet.in_channels, model.unet.concat_channels, model.unet.downscale) == (16, 17, 4)
     trainer = pl.Trainer(accelerator="cpu", devices=1, fast_dev_run=True, logger=False, enable_progress_bar=False,
                          enable_model_summary=False)
