@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from in_process import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -52,36 +53,6 @@ def run_python_script(source: str, cwd: Path, *args: str, timeout: float = 300) 
     env.update({"PYTHONWARNINGS": "ignore", "WANDB_MODE": "disabled"})
     return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
-
-
-_launches = iter(range(10**6))
-
-
-def run_main(args: list[str], cwd: Path) -> int:
-    """The real entry point (`wantrain.__main__.main`) in this process, from `cwd`: no interpreter start-up,
-    so the many sample/test calls stay cheap. Returns the exit code; the session's logging is restored."""
-    import logging
-
-    from wantrain.__main__ import main
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(cwd)
-        mp.setattr(sys, "argv", ["wantrain", *args])
-        mp.setenv("WANTRAIN_RUN_STAMP", f"launch{next(_launches)}")
-        for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS"):
-            mp.delenv(key, raising=False)
-        try:
-            return main(args)
-        except SystemExit as exit_:
-            return int(exit_.code or 0)
-        finally:  # Hydra configured logging for the job: give the test session its own back
-            for handler in root.handlers:
-                if handler not in handlers:
-                    handler.close()
-            root.handlers[:] = handlers
-            root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

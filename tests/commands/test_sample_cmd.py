@@ -15,7 +15,7 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import run_main  # the in-process CLI
+from in_process import run_main  # the in-process CLI
 from PIL import Image
 
 # A few optimizer steps are enough: the tests check the plumbing (shapes, seeds, export), not sample quality.

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_main  # the in-process CLI
+from in_process import run_main  # the in-process CLI
 from PIL import Image
 from test_sample_cmd import SAMPLE_FAST, frames_of, run_cli, train_tiny_stages
 

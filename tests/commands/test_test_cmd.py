@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import run_main
+from in_process import run_main
 from test_sample_cmd import run_cli, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
 
 
