@@ -103,8 +103,9 @@ class BaseModel(nn.Module):
         device = self.device
         images = images.to(device, torch.float32)
         text, mask, tokens = self.encoders.encode(list(prompts), images, device)
-        names = getattr(self.model.unet, "micro_conditioning", ())
-        micro = {n: torch.full((images.shape[0],), float(self.micro.get(n, 0.0))) for n in names} or None
+        names = getattr(self.model.unet, "micro_conditioning", ())  # unset: fps of the checkpoint's videos, else 0
+        unset = {"fps": float((self.sampling.get("video") or {}).get("fps", 8))}
+        micro = {n: torch.full((images.shape[0],), float(self.micro.get(n, unset.get(n, 0.0)))) for n in names} or None
         return Conditions(text, mask, tokens, self.space.first_frames(images, num_frames), micro).to(device)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
