@@ -30,8 +30,8 @@ COMMANDS: dict[str, Command] = {
     "test": Command("evaluate a checkpoint on a shard set and write metrics JSON", "test"),
     "sample": Command("generate an mp4 from an image and a prompt", "sample"),
     "encode": Command("cache frozen T5/DiT embeddings (+ VAE latents in latent space) in shards (out=DIR)", "encode"),
-    "bench": Command("benchmarks: data | unet | upsampler | step", "bench",
-                     ("data", "unet", "upsampler", "step"), "bench"),
+    "bench": Command("benchmarks: data | unet | upsampler | step | plan | quality", "bench",
+                     ("data", "unet", "upsampler", "step", "plan", "quality"), "bench"),
     "shards": Command("write shards: synthetic | from-folder", "shards", ("synthetic", "from-folder")),
 }
 
@@ -108,6 +108,20 @@ def split_argv(argv: Sequence[str]) -> tuple[str, str | None, list[str]]:
             raise UsageError(f"'{name}' needs an action ({' | '.join(command.actions)}), got {got}")
         action = rest.pop(0)
     return name, action, rest
+
+
+BENCH_KEYS = ("bench", "out_dir", "run_name", "run_dir", "seed", "hydra", "paths")
+
+
+def plan_overrides(overrides: Sequence[str]) -> list[str]:
+    """`bench plan` plans a training config: its training overrides (+experiment=NAME, trainer=fsdp,
+    data.batch_size=8) travel as one `bench.overrides=[...]`; bench.* and Hydra flags stay."""
+    own = [o for o in overrides if o.startswith("-") or re.split(r"[.=]", o.lstrip("+~"), maxsplit=1)[0] in BENCH_KEYS]
+    train = [o for o in overrides if o not in own]
+    if not train:
+        return own
+    quoted = ",".join("'" + o.replace("\\", "\\\\").replace("'", "\\'") + "'" for o in train)
+    return [*own, f"bench.overrides=[{quoted}]"]
 
 
 def check_experiments(overrides: Sequence[str]) -> None:
@@ -207,6 +221,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         name, action, overrides = split_argv(argv)
         check_experiments(overrides)
+        if name == "bench" and action == "plan":
+            overrides = plan_overrides(overrides)
         if COMMANDS[name].action_group:
             overrides = [f"{COMMANDS[name].action_group}={action}", *overrides]
         if COMMANDS[name].config_name == "config":

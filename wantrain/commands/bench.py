@@ -52,10 +52,12 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     """Run `wantrain.benchmarks.<action>` and save `out_dir/<action>-<run_name>.json` (runs/bench/ by default)."""
     torch.manual_seed(cfg.seed)
     if importlib.util.find_spec(f"wantrain.benchmarks.{action}") is None:
-        raise WantrainError(f"'bench {action}' is not available yet in this version; try bench data | unet | upsampler")
+        raise WantrainError(f"'bench {action}' is not available yet in this version; "
+                            "try bench data | unet | upsampler | step | plan")
     module = importlib.import_module(f"wantrain.benchmarks.{action}")
     rows = module.run(cfg.bench)
-    print_table(f"wantrain bench {action}", rows)
+    # nested values (e.g. bench plan's per-row breakdown) go to the JSON only
+    print_table(f"wantrain bench {action}", [{k: v for k, v in row.items() if not isinstance(v, dict)} for row in rows])
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     result = {
