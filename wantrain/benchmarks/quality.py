@@ -64,9 +64,22 @@ def film(scene: torch.Tensor, frames: int, size: int, x_range: tuple[float, floa
 
 def clips(scenes: list[torch.Tensor], n: int, frames: int, size: int, part: tuple[float, float], cfg: Any,
           generator: torch.Generator) -> torch.Tensor:
-    """n clips (n, 3, T, size, size), alternating over the scenes, from the columns `part` of each."""
+    """n clips (n, 3, T, size, size), alternating over the scenes, from the columns `part` of each; each the first
+    of `cfg.tries` camera paths whose detail (mean |horizontal gradient|) reaches `cfg.min_detail`, else the most
+    detailed one (flat sky and out-of-focus background say little about an upsampler)."""
     speed, zoom = tuple(cfg.camera_speed), tuple(cfg.camera_zoom)
-    return torch.stack([film(scenes[i % len(scenes)], frames, size, part, speed, zoom, generator) for i in range(n)])
+    out = []
+    for i in range(n):
+        best, best_detail = None, -1.0
+        for _ in range(max(1, int(cfg.get("tries", 1)))):
+            clip = film(scenes[i % len(scenes)], frames, size, part, speed, zoom, generator)
+            detail = float(clip.diff(dim=-1).abs().mean())
+            if detail > best_detail:
+                best, best_detail = clip, detail
+            if detail >= float(cfg.get("min_detail", 0.0)):
+                break
+        out.append(best)
+    return torch.stack(out)
 
 
 class CameraClips(IterableDataset):
