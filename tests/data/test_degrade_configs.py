@@ -36,7 +36,8 @@ def test_real_degradations_are_on_by_default(compose, name, tmp_path) -> None:
 def test_module_pairs_and_usm_targets(compose, tmp_path) -> None:
     cfg = compose("+experiment=sr_tiny", "model.generator.channels=8", "model.generator.num_blocks=1",
                   "model.discriminator.channels=8", "model.discriminator.kind=unet_temporal",
-                  "model.content_loss.vgg_weight=0", "model.degrade.real.prob=1.0", "model.usm={weight: 0.5, sigma: 8.0, threshold: 10.0}", root=tmp_path)
+                  "model.content_loss.vgg_weight=0", "model.degrade.real.prob=1.0",
+                  "model.usm={weight: 0.5, sigma: 8.0, threshold: 10.0}", root=tmp_path)
     module = instantiate(cfg.model)
     hr = torch.rand(2, 3, 4, 64, 64) * 2 - 1
     lr, _, crop = module.make_pair(hr, True, torch.Generator().manual_seed(5))
