@@ -20,9 +20,10 @@ from torch.utils.weak import WeakIdKeyDictionary
 class LiveBytes(TorchDispatchMode):
     """Counts the bytes of the tensor storages created inside it that are still alive, and their peak.
 
-    Each new storage adds its size; a weak reference subtracts it when the storage dies. Tensors made before
-    entering (parameters, inputs) are not counted: `peak` is what the step adds on top of them. Checked against
-    the resident memory of real CPU steps in tests/benchmarks/test_plan.py.
+    Each new storage (not one of the op's inputs': views, in-place results) adds its size; a weak reference
+    subtracts it when the storage dies. Tensors made before entering (parameters, inputs) are not counted: `peak` is
+    what the step adds on top of them. Kernels' internal scratch (im2col columns, cuDNN workspaces) is not seen.
+    Checked against the resident memory of real CPU steps in tests/benchmarks/test_plan.py.
     """
 
     def __init__(self) -> None:
@@ -36,10 +37,12 @@ class LiveBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
         out = func(*args, **(kwargs or {}))
+        # views and in-place results share an input's storage (e.g. `t` of a parameter): not new memory
+        inputs = {t.untyped_storage()._cdata for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
         for t in tree_flatten(out)[0]:
             if isinstance(t, torch.Tensor):
                 storage = t.untyped_storage()
-                if storage not in self.seen:
+                if storage._cdata not in inputs and storage not in self.seen:
                     nbytes = storage.nbytes()
                     self.seen[storage] = weakref.ref(storage, lambda _, n=nbytes: self._freed(n))
                     self.live += nbytes
