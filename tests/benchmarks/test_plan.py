@@ -73,7 +73,7 @@ def test_traced_step_is_linear_in_batch() -> None:
 def test_bench_plan_cli_buckets(wantrain_main, tmp_path: Path) -> None:
     """`bench plan` on i2v_tiny with two buckets: a row per bucket x (ddp, ddp + checkpointing, fsdp), a JSON."""
     code = wantrain_main(["bench", "plan", "data.buckets=[[16,16,4,2],[16,32,4,1]]", "bench.gpus=4",
-                          f"out_dir={tmp_path}", "run_name=t"])
+                          f"out_dir={tmp_path}", "run_name=t"], tmp_path)
     assert code == 0
     rows = json.loads((tmp_path / "plan-t.json").read_text())["rows"]
     assert [(r["shape"], r["strategy"], r["ckpt"]) for r in rows] == [
@@ -98,5 +98,5 @@ def test_plan_upsampler_stage() -> None:
     rows = plan.run(cfg)
     strategies = ("ddp", "ddp")
     assert [(r["shape"], r["strategy"]) for r in rows] == [("2x16x16 HR crop", s) for s in strategies]
-    assert rows[0]["frozen_M"] > 20  # VGG19's convolutions
+    assert rows[0]["frozen_M"] > 1  # VGG19's convolutions up to the last feature layer the loss uses
     assert rows[0]["detail"]["static_gib"]["loss_nets"] > 0
