@@ -108,7 +108,8 @@ def main() -> int:
     shards = data_dir / "synthetic"
     data = [f"data.train_shards={shards}/train-00000.tar", f"data.val_shards={shards}/val-00000.tar",
             f"data.num_frames={z['frames']}", f"data.resolution={z['size']}", f"data.batch_size={z['batch']}",
-            "data.num_workers=2", "data.fps=null", f"trainer.max_steps={z['steps']}", "logger=csv"]
+            "data.num_workers=2", "data.fps=null", f"trainer.max_steps={z['steps']}", "logger=csv",
+            "trainer.log_every_n_steps=1"]
     base = ["+experiment=i2v_64", *common, *tiny_encoders(data_dir), *data, *z["width"]]
 
     parts["shards"] = launch("shards", [*PY, "shards", "synthetic", f"out={shards}", f"num_clips={z['clips']}",
@@ -188,7 +189,8 @@ def main() -> int:
     parts["sample_cascade"]["mp4_bytes"] = sample_out.stat().st_size if sample_out.exists() else None
 
     sr4_dir = runs / "fit-sr4"
-    parts["fit_sr_stage4"] = launch("fit_sr_stage4", [*PY, "fit", "+experiment=sr_stage4", *common, *sr_data,
+    sr4_data = [o for o in sr_data if not o.startswith("data.num_frames")]  # the stage's own 8 frames
+    parts["fit_sr_stage4"] = launch("fit_sr_stage4", [*PY, "fit", "+experiment=sr_stage4", *common, *sr4_data,
                                                       *(["data.resolution=1024"] if mode == "gpu" else []), *z["sr4"],
                                                       *trainer, "trainer.max_steps=3", f"run_dir={sr4_dir}",
                                                       "model.content_loss.allow_random_weights=true"], 300, logs)

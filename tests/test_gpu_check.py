@@ -32,6 +32,7 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path: Path) -> None:
     assert "CUDA" in parts["fit_fsdp"]["skipped"] and "CUDA" in parts["bench_unet_compile"]["skipped"]
     assert 0.8 < parts["plan_vs_measured"]["ratio"] < 1.25  # real vs traced peak of the i2v_64-shaped step
     assert parts["plan"]["rc"] == 0 and parts["fit_i2v_64"]["plan_mem_gib"] > 0
+    assert parts["fit_i2v_64"]["samples_per_s"] > 0  # read back from the CSV logger (perf/*)
     assert parts["bench_unet"]["rows"][0]["gflop_fwd_bwd"] > 0 and parts["bench_step"]["rows"]
     assert parts["sample_cascade"]["mp4_bytes"] > 0
     assert all(p.get("rc") == 0 for p in parts.values() if "skipped" not in p)
