@@ -18,6 +18,7 @@ from wantrain.data.synthetic import write_synthetic_dataset
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
 from wantrain.ranks import dist_rank
+from wantrain.training.lightning_private import ddp_finds_unused_parameters
 
 
 def fps_setting(fps) -> float | tuple[float, ...] | None:  # noqa: ANN001 - a number, a list or null from config
@@ -129,9 +130,8 @@ class VideoShardDataModule(pl.LightningDataModule):
 
     def check_strategy(self, trainer: pl.Trainer) -> None:
         """Image steps (T = 1) leave the UNet's temporal layers without gradient on every rank: DDP must be told."""
-        kwargs = getattr(trainer.strategy, "_ddp_kwargs", None)
-        if self.image_shards is not None and trainer.world_size > 1 and kwargs is not None \
-                and not kwargs.get("find_unused_parameters", False):
+        if self.image_shards is not None and trainer.world_size > 1 \
+                and not ddp_finds_unused_parameters(trainer.strategy):
             raise WantrainError("data.image_shards under DDP: image steps (T = 1) leave the UNet's temporal layers "
                                 "without gradient; set trainer.strategy=ddp_find_unused_parameters_true")
 
