@@ -9,6 +9,7 @@ import os
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,19 @@ def _npy_bytes(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(array, dtype=np.float16), allow_pickle=False)
     return buf.getvalue()
+
+
+def _decodable(samples: list[dict], load: Callable[[dict], Any], stats: dict[str, int], reason: str,
+               ) -> tuple[list[Any], list[int]]:
+    """`load` of every sample that decodes, with its index; the others are counted under `reason` and skipped."""
+    loaded, idx = [], []
+    for j, sample in enumerate(samples):
+        try:
+            loaded.append(load(sample))
+            idx.append(j)
+        except Exception:  # noqa: BLE001 - any decoding failure skips this sample's array
+            stats[reason] += 1
+    return loaded, idx
 
 
 def _encode_batch(
@@ -52,13 +66,7 @@ def _encode_batch(
                 new[j][f"{text_name}.npy"] = _npy_bytes(emb[row][mask[row]].cpu().numpy())
             stats[text_name] += len(idx)
     if image_encoder is not None:
-        images, idx = [], []
-        for j, s in enumerate(samples):
-            try:
-                images.append(load_image(s))
-                idx.append(j)
-            except Exception:  # noqa: BLE001 - any decoding failure skips this sample's image
-                stats["undecodable_image"] += 1
+        images, idx = _decodable(samples, load_image, stats, "undecodable_image")
         if idx:
             tokens = image_encoder(torch.stack(images))  # (B, N, D)
             for row, j in enumerate(idx):
@@ -70,13 +78,7 @@ def _encode_batch(
 def _encode_latents(samples: list[dict], vae: torch.nn.Module, load_clip: ClipLoader, new: list[dict[str, bytes]],
                     stats: dict[str, int]) -> None:
     """Add KEY.latent.npy (the clip's latents) and KEY.first_latent.npy (its first-frame conditioning latents)."""
-    clips, idx = [], []
-    for j, s in enumerate(samples):
-        try:
-            clips.append(load_clip(s))
-            idx.append(j)
-        except Exception:  # noqa: BLE001 - any decoding failure skips this sample's latents
-            stats["undecodable_clip"] += 1
+    clips, idx = _decodable(samples, load_clip, stats, "undecodable_clip")
     if not idx:
         return
     video = torch.stack([c[0] for c in clips])  # (B, 3, T, H, W)
