@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -95,12 +96,16 @@ class CameraClips(IterableDataset):
             yield {"video": clips(self.scenes, self.batch, self.frames, self.size, part, self.cfg, g)}
 
 
-def _trainer(steps: int) -> Any:
+def _fit(module: Any, loader: DataLoader, steps: int) -> None:
+    """Train `module` for `steps` batches of `loader` on CPU, without validation, logging or checkpoints."""
     import pytorch_lightning as pl
 
-    return pl.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0,
-                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                      enable_model_summary=False, gradient_clip_val=None)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, gradient_clip_val=None)
+    with warnings.catch_warnings():  # no validation here on purpose: the bench scores the stages itself
+        warnings.filterwarnings("ignore", r"You defined a `validation_step` but have no `val_dataloader`")
+        trainer.fit(module, train_dataloaders=loader)
 
 
 def run_base(cfg: Any, scenes: list[torch.Tensor]) -> list[dict]:
@@ -119,7 +124,7 @@ def run_base(cfg: Any, scenes: list[torch.Tensor]) -> list[dict]:
     repeated = {"video": video.expand(b, -1, -1, -1, -1).contiguous(), "image": batch["image"].expand(b, -1, -1, -1),
                 "caption": batch["caption"] * b, "key": batch["key"] * b}
     loader = DataLoader(_Repeat(repeated), batch_size=None)
-    _trainer(int(cfg.base_steps)).fit(model, train_dataloaders=loader)
+    _fit(model, loader, int(cfg.base_steps))
     sample = psnr(model.generate(batch), video).mean().item()
     return [{"part": "(a) base overfit", "input": f"1 clip {cfg.base_frames}x{cfg.base_size}px",
              "steps": int(cfg.base_steps), "sample_psnr": round(sample, 2), "untrained_psnr": round(untrained, 2),
@@ -147,7 +152,7 @@ def run_sr(cfg: Any, scenes: list[torch.Tensor]) -> list[dict]:
     frames, size = int(cfg.sr_frames), int(cfg.sr_size)
     module = instantiate(cfg.sr_model)
     loader = DataLoader(CameraClips(scenes, cfg, int(cfg.sr_batch), frames, size), batch_size=None)
-    _trainer(int(cfg.sr_batches)).fit(module, train_dataloaders=loader)
+    _fit(module, loader, int(cfg.sr_batches))
     trained = time.perf_counter() - start
     g = torch.Generator().manual_seed(int(cfg.seed) + 2)
     hr = clips(scenes, int(cfg.eval_clips), frames, size, (float(cfg.held_out_split), 1.0), cfg, g)
