@@ -137,9 +137,13 @@ class VideoDiffusionModule(pl.LightningModule):
             self.encoders.load()
             self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
 
+    def downsampling(self) -> int:
+        """Pixels per UNet bottleneck cell: the UNet's downsampling, times the VAE's once the latent space is built."""
+        return int(getattr(self.unet, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
+
     def check_resolution(self, resolution: int | tuple[int, int] | None) -> None:
         """Fail in one line when `data.resolution` does not divide by the UNet's (and the VAE's) downsampling."""
-        factor = int(getattr(self.unet, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
+        factor = self.downsampling()
         if resolution is None or factor <= 1:
             return
         h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
@@ -154,7 +158,7 @@ class VideoDiffusionModule(pl.LightningModule):
 
     def check_bucket(self, height: int, width: int, frames: int) -> None:
         """Fail in one line when a data.buckets shape does not divide by the UNet's (and the VAE's) downsampling."""
-        factor = int(getattr(self.unet, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
+        factor = self.downsampling()
         name = f"{height}x{width}x{frames}"
         if height % factor or width % factor:
             near = "x".join(str(max(factor, v // factor * factor)) for v in (height, width))
