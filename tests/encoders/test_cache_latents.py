@@ -140,3 +140,13 @@ def test_latents_true_without_a_vae_fails_in_one_line(compose, tmp_path):
     assert not encode.wants_latents(compose("out=x", config_name="encode", root=tmp_path))  # auto: off in pixels
     with pytest.raises(WantrainError, match=r"latents=true needs a VAE: set model.vae"):
         encode.wants_latents(cfg)
+
+
+def test_encode_reads_a_list_of_target_fps_as_validation_does():
+    """data.fps: [6, 8, 12] (i2v_64) from config: encode's clips take the first rate, as validation batches do."""
+    from omegaconf import OmegaConf
+
+    from wantrain.commands.encode import validation_frames
+
+    decoder = validation_frames(OmegaConf.create({"num_frames": 8, "resolution": 32, "fps": [6, 8, 12]})).__self__
+    assert decoder.target_fps(None) == 6.0

@@ -17,6 +17,7 @@ from wantrain.encoders.cache import encode_shards
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.ranks import pick_device, process_rank
+from wantrain.training.datamodule import fps_setting
 
 
 def shards_to_encode(cfg: DictConfig) -> list[str]:
@@ -32,7 +33,7 @@ def validation_decoder(data: DictConfig) -> SampleDecoder:
     data; training windows start elsewhere, as with any cache."""
     return SampleDecoder(
         num_frames=data.num_frames, resolution=data.resolution, frame_stride=data.get("frame_stride", 1),
-        fps=data.get("fps"), loop_short_clips=data.get("loop_short_clips", False),
+        fps=fps_setting(data.get("fps")), loop_short_clips=data.get("loop_short_clips", False),
         backend=data.get("decode_backend", "pyav"), image_from=data.get("image_from", "frame"),
     )
 
