@@ -56,8 +56,7 @@ def test_betas_follow_diffusers() -> None:
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
 def test_min_snr_weight_is_min_snr_in_x0_space(prediction_type: str) -> None:
-    """For any wrong output, weight * ||target error||^2 == min(SNR, gamma) * ||x0 error||^2
-    (for v: min(SNR + 1, gamma), v's own x0-space weight capped, so that SNR = 0 keeps weight 1)."""
+    """For any wrong output, weight * ||target error||^2 == min(SNR, gamma) * ||x0 error||^2 (Hang et al. 2023)."""
     s = NoiseSchedule(prediction_type=prediction_type, weighting="min_snr", snr_gamma=5.0)
     g = torch.Generator().manual_seed(1)
     x0 = torch.rand(5, 3, 2, 4, 4, generator=g) * 2 - 1
@@ -67,22 +66,30 @@ def test_min_snr_weight_is_min_snr_in_x0_space(prediction_type: str) -> None:
     output = s.target(x0, noise, t) + 0.1 * torch.randn(x0.shape, generator=g)
     x0_err = (invert(x_t, output, t, s)[0] - x0).pow(2).flatten(1).mean(1)
     s_t = snr(t, s.alphas_cumprod)
-    capped = s_t + 1 if prediction_type == "v_prediction" else s_t
-    expected = torch.minimum(capped, torch.tensor(5.0)) * x0_err
+    expected = torch.minimum(s_t, torch.tensor(5.0)) * x0_err
     assert torch.allclose(s.loss(output, x0, noise, t, reduce=False), expected, rtol=1e-3)
     assert (s_t[:2] > 5).all() and (s_t[-2:] < 5).all()  # both sides of gamma are exercised
     uniform = NoiseSchedule(prediction_type=prediction_type)
     assert torch.equal(uniform.weight(t), torch.ones(5))
 
 
-def test_min_snr_keeps_the_pure_noise_step_of_a_zero_terminal_snr_schedule() -> None:
-    """v-prediction + zero-terminal SNR + min_snr: the last timestep (SNR = 0) must still be trained."""
-    s = NoiseSchedule(prediction_type="v_prediction", rescale_betas_zero_snr=True, weighting="min_snr", snr_gamma=5.0)
-    t = torch.tensor([s.num_train_timesteps - 1, s.num_train_timesteps - 2, 0])
-    assert snr(t[:1], s.alphas_cumprod).item() < 1e-6
+@pytest.mark.parametrize("prediction_type", ["v_prediction", "sample"])
+def test_min_snr_is_the_papers_weight_and_keeps_the_pure_noise_step(prediction_type: str) -> None:
+    """Hang et al. 2023 / diffusers PR #6307 / kohya `apply_snr_weight`: v -> min(SNR, g) / (SNR + 1),
+    x0 -> min(SNR, g), at every t of i2v_64's schedule (zero terminal SNR); the SNR = 0 step keeps a weight > 0
+    (its neighbour's)."""
+    s = NoiseSchedule(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012,
+                      prediction_type=prediction_type, rescale_betas_zero_snr=True, weighting="min_snr", snr_gamma=5.0)
+    t = torch.arange(s.num_train_timesteps)
+    s_t = snr(t, s.alphas_cumprod)
+    paper = torch.minimum(s_t, torch.tensor(5.0)) / ((s_t + 1) if prediction_type == "v_prediction" else 1)
     w = s.weight(t)
-    assert w[0] > 0.99 and w[1] > 0.99  # ~1 near pure noise (was exactly 0 at SNR = 0)
-    assert w[2] < 0.01  # high SNR: capped at gamma / (SNR + 1)
+    positive = s_t > 0
+    assert positive.sum() == s.num_train_timesteps - 1  # only the last step is pure noise
+    torch.testing.assert_close(w[positive], paper[positive], atol=1e-5, rtol=1e-5)
+    assert w[-1] > 0 and w[-1] == w[-2]  # the pure-noise step: its neighbour's weight
+    if prediction_type == "v_prediction":
+        assert abs(w[500].item() - 0.24) < 0.01  # t=500: 0.24 (min(SNR+1, g)/(SNR+1) gave 1.00)
 
 
 def test_offset_noise_and_seeds() -> None:

@@ -60,22 +60,28 @@ def loss_weight(
     t: torch.Tensor, alphas_cumprod: torch.Tensor, prediction_type: str, weighting: str = "uniform",
     gamma: float = 5.0,
 ) -> torch.Tensor:
-    """Per-sample (B,) MSE weight. 'min_snr' (Hang et al. 2023) caps the weight at gamma, expressed for the
-    target: eps -> min(SNR,g)/SNR, v -> min(SNR+1,g)/(SNR+1), x0 -> min(SNR,g).
+    """Per-sample (B,) MSE weight. 'min_snr' (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR
+    Weighting", eq. 6 / Sec. 4.2) weights the x0-space loss by min(SNR, gamma), expressed for the target:
+    eps -> min(SNR,g)/SNR, v -> min(SNR,g)/(SNR+1), x0 -> min(SNR,g) (as diffusers' training scripts since
+    diffusers PR #6307 and kohya-ss sd-scripts `apply_snr_weight`).
 
-    For v the cap applies to SNR+1 (the v loss's own x0-space weight): min(SNR,g)/(SNR+1) would give the
-    pure-noise timestep of a zero-terminal-SNR schedule weight 0, the one step that schedule exists to train.
+    A zero-terminal-SNR schedule's pure-noise timestep (SNR = 0) would get weight 0 for v and x0: it takes the
+    weight of its neighbour instead (the smallest positive SNR of the schedule), so it is still trained and the
+    weight stays continuous in t.
     """
     if weighting == "uniform":
         return torch.ones(t.shape[0], device=t.device)
     if weighting not in ("min_snr", "min_snr_gamma"):
         raise ValueError(f"loss weighting must be 'uniform' or 'min_snr', got {weighting!r}")
+    every = alphas_cumprod.float() / (1 - alphas_cumprod.float())
+    floor = every[every > 0].min()
     s = snr(t, alphas_cumprod)
+    s = torch.where(s > 0, s, floor.to(s.device))
     clipped = torch.minimum(s, torch.full_like(s, gamma))
     if prediction_type == "epsilon":
-        return clipped / s.clamp(min=1e-8)  # -> 1 where SNR -> 0 (zero terminal SNR)
+        return clipped / s
     if prediction_type == "v_prediction":
-        return torch.clamp(s + 1, max=gamma) / (s + 1)  # 1 at SNR = 0
+        return clipped / (s + 1)
     if prediction_type == "sample":
         return clipped
     raise ValueError(f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}")
