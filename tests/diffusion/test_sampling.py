@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tinydiff import tiny_conditions, tiny_diffusion
 
 from wantrain.diffusion.guidance import guided_prediction
 from wantrain.diffusion.sampling import make_sampler, sample
 from wantrain.diffusion.schedule import NoiseSchedule, training_target
+from wantrain.diffusion.space import LatentSpace, PixelSpace
 
 SHAPE = (2, 3, 3, 8, 8)
 
@@ -34,6 +36,40 @@ def test_exact_denoiser_recovers_x0(kind: str, kw: dict) -> None:
     sampler = make_sampler(s.config, kind)
     assert sampler.config.prediction_type == s.prediction_type
     assert torch.allclose(sampler.alphas_cumprod.float(), s.alphas_cumprod, atol=1e-6)  # DPM: 2**-24 at zero SNR
+
+
+class OracleNet(torch.nn.Module):
+    """An exact denoiser for one latent clip x0 in place of the UNet (conditioning ignored)."""
+
+    def __init__(self, schedule: NoiseSchedule, x0: torch.Tensor) -> None:
+        super().__init__()
+        self.pred = oracle(schedule, x0)
+        self.out_channels = x0.shape[1]
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **_) -> torch.Tensor:
+        return self.pred(x, t, None, None)
+
+
+@pytest.mark.parametrize("kind", ["ddim", "dpm_solver"])
+def test_latent_space_samples_are_not_clipped(kind: str) -> None:
+    """DDIM's clip_sample and DPM-Solver's thresholding keep x0 in [-1, 1], which is pixel space's range only:
+    normalised latents have unit std. An exact v-predictor on N(0, 1) latents recovers them through
+    `VideoDiffusion.sample` with the latent space's setting (clipped: RMSE ~0.4)."""
+    s = NoiseSchedule(prediction_type="v_prediction", beta_schedule="scaled_linear", beta_start=0.00085,
+                      beta_end=0.012)
+    x0 = torch.randn(SHAPE, generator=torch.Generator().manual_seed(0))  # (B, C, T, h, w) latents, std 1
+    model = tiny_diffusion(s)
+    model.unet = OracleNet(s, x0)
+    noise = torch.randn(SHAPE, generator=torch.Generator().manual_seed(1))
+    cond = tiny_conditions(x0[:, :, :1].expand(-1, -1, SHAPE[2], -1, -1))
+
+    def rmse(space) -> float:
+        out = model.sample(cond, noise, sampler=kind, num_steps=10, clip_sample=space.bounded)
+        return (out - x0).pow(2).mean().sqrt().item()
+
+    assert LatentSpace.bounded is False and PixelSpace.bounded is True
+    assert rmse(LatentSpace) < 1e-3
+    assert rmse(PixelSpace) > 0.1  # what latent space got before: x0 clipped to [-1, 1]
 
 
 def test_seed_fixes_samples_and_eta() -> None:

@@ -260,7 +260,8 @@ def sample_psnr(model, batch) -> float:
         return psnr(model.generate(batch), batch["video"]).mean().item()
     target = model.space.encode(batch["video"])
     options = sampling_options(model.sampling, model.model.schedule.samplers)
-    latents = model.ema.module.sample_from_seeds(model.conditions(batch), list(range(len(target))), **options)
+    latents = model.ema.module.sample_from_seeds(model.conditions(batch), list(range(len(target))),
+                                                 clip_sample=model.space.bounded, **options)
     return psnr(latents, target, data_range=float(target.max() - target.min())).mean().item()
 
 

@@ -137,7 +137,7 @@ class VideoDiffusion(nn.Module):
                text_scale: float = 1.0, image_scale: float = 1.0, eta: float = 0.0, shift: float | None = None,
                generator: torch.Generator | None = None, guidance_rescale: float = 0.0,
                guidance_ramp: float | None = None, frame0: str = "regenerate", cond_aug: float = 0.02,
-               cond_noise: torch.Tensor | None = None) -> torch.Tensor:
+               cond_noise: torch.Tensor | None = None, clip_sample: bool = True) -> torch.Tensor:
         """Model-space clips (B, C, T, H, W) from initial noise of that shape, with text/image guidance.
 
         `sampler`: one of `schedule.samplers`; `shift`: flow samplers' timestep shift (default: training's);
@@ -145,7 +145,8 @@ class VideoDiffusion(nn.Module):
         of frame 0, rising to the full scales on the last frame): see `guided_prediction`. `frame0`: 'regenerate'
         (frame 0 is generated like the others) or 'keep' (the clean input frame is kept; see `sampling.sample`).
         `cond_aug`: noise level put on the conditioning frame for models trained with cond_aug, with `cond_noise`
-        (B, C, 1, H, W) (default: drawn from `generator`, else the global RNG).
+        (B, C, 1, H, W) (default: drawn from `generator`, else the global RNG). `clip_sample`: DDPM samplers clip x0
+        predictions to [-1, 1]; pass the space's `bounded` (False in latent space).
         """
         b = noise.shape[0]
         keep = cond.frames[:, :, :1].float() if frame0 == "keep" else None  # the clean frame 0 in model space
@@ -157,7 +158,7 @@ class VideoDiffusion(nn.Module):
                     ) -> torch.Tensor:
             return self(x, t, cond.repeat(x.shape[0] // b), drop_text, drop_image)
 
-        scheduler = self.schedule.sampler(sampler, shift=shift)
+        scheduler = self.schedule.sampler(sampler, shift=shift, clip_sample=clip_sample)
         return sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
                       image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
                       noise=noise, model_timesteps=self.schedule.model_timesteps,

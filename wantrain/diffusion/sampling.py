@@ -48,7 +48,8 @@ def make_sampler(
     """A diffusers sampling scheduler sharing the training betas and prediction_type.
 
     kind: 'ddim' (DDIMScheduler) or 'dpm_solver' (DPMSolverMultistepScheduler, algorithm dpmsolver++).
-    clip_sample clamps the predicted x0 to [-1, 1] (pixel space; DPM-Solver via dynamic thresholding).
+    clip_sample clamps the predicted x0 to [-1, 1] (DDIM's clip_sample; DPM-Solver via dynamic thresholding): only
+    for pixel space, whose clips lie in [-1, 1]; latents are unbounded (`Space.bounded`).
     Steps are spaced 'trailing' (the first step is the last training timestep, needed for
     zero-terminal-SNR schedules; Lin et al. 2023).
     """

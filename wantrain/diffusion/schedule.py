@@ -146,11 +146,12 @@ class NoiseSchedule:
 
     samplers = ("ddim", "dpm_solver")
 
-    def sampler(self, kind: str = "ddim", **_: Any) -> SchedulerMixin:
-        """A diffusers sampler sharing the training betas and prediction type (see `sampling.make_sampler`)."""
+    def sampler(self, kind: str = "ddim", clip_sample: bool = True, **_: Any) -> SchedulerMixin:
+        """A diffusers sampler sharing the training betas and prediction type (see `sampling.make_sampler`);
+        `clip_sample`: clip x0 predictions to [-1, 1] (pixel space only)."""
         from wantrain.diffusion.sampling import make_sampler
 
-        return make_sampler(self.config, kind=kind)
+        return make_sampler(self.config, kind=kind, clip_sample=clip_sample)
 
     def model_timesteps(self, scheduler: SchedulerMixin) -> torch.Tensor:
         """The network's (integer) timestep at each sampling step."""

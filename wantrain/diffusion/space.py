@@ -16,6 +16,7 @@ class Space(Protocol):
 
     channels: int
     spatial_factor: int  # pixels per model-space position along H and W
+    bounded: bool  # model-space clips lie in [-1, 1], so samplers may clip their x0 predictions to it
 
     def shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]: ...
     def check_shape(self, num_frames: int, height: int, width: int) -> None: ...
@@ -29,6 +30,7 @@ class PixelSpace:
 
     channels = 3
     spatial_factor = 1
+    bounded = True
 
     def shape(self, num_frames: int, height: int, width: int) -> tuple[int, int, int, int]:
         """(C, T, H, W) of a clip in model space."""
@@ -55,6 +57,8 @@ PIXELS = PixelSpace()
 
 class LatentSpace:
     """Latent space of a frozen VAE (`wantrain.encoders.vae.FrozenVAE`): normalised latents (B, C, T', h, w)."""
+
+    bounded = False  # normalised latents have unit std: clipping x0 to [-1, 1] would cut a third of the values
 
     def __init__(self, vae: torch.nn.Module) -> None:
         self.vae = vae

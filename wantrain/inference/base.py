@@ -130,4 +130,4 @@ class BaseModel(nn.Module):
             raise WantrainError(f"images are {tuple(images.shape[-2:])} but the model makes {self.resolution} clips")
         options = self.settings(**overrides)
         cond = self.conditions(images, prompts, int(num_frames or self.num_frames))
-        return self.space.decode(self.model.sample_from_seeds(cond, seeds, **options))
+        return self.space.decode(self.model.sample_from_seeds(cond, seeds, clip_sample=self.space.bounded, **options))

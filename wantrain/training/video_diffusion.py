@@ -289,7 +289,8 @@ class VideoDiffusionModule(pl.LightningModule):
         first = int(self.sampling.get("seed", 0) if seed is None else seed)
         options = sampling_options(self.sampling, self.model.schedule.samplers)
         seeds = [first + i for i in range(batch["video"].shape[0])]
-        return self.space.decode(self.ema.module.sample_from_seeds(self.conditions(batch), seeds, **options))
+        return self.space.decode(self.ema.module.sample_from_seeds(self.conditions(batch), seeds,
+                                                                   clip_sample=self.space.bounded, **options))
 
     def configure_optimizers(self) -> Any:
         """Optimizer (partial from config) over the trainable parameters of UNet + fusion (model.trainable), with an
