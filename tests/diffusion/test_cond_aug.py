@@ -30,6 +30,18 @@ def test_noise_goes_on_every_copy_of_frame_zero_the_same_noise():
     assert torch.equal(noisy[:, :, 1:], padded[:, :, 1:]) and not torch.equal(noisy[1, :, 0], padded[1, :, 0])
 
 
+def test_augment_noises_the_frames_the_conditions_name():
+    """`Conditions.image_frames` (from the space) decides which frames get the noise, not equality with frame 0."""
+    model = tiny_diffusion(NoiseSchedule(prediction_type="v_prediction"), micro=("cond_aug",), cond_aug=CondAug())
+    cond = tiny_conditions(torch.randn(SHAPE, generator=torch.Generator().manual_seed(4)))  # no two frames alike
+    cond.image_frames = torch.tensor([True, True, True, False])
+    noisy = model.augment(cond, torch.tensor([0.2, 0.2]), torch.Generator().manual_seed(5))
+    assert torch.equal(noisy.image_frames, cond.image_frames) and torch.equal(noisy.repeat(2).image_frames,
+                                                                              cond.image_frames)
+    changed = (noisy.frames != cond.frames).flatten(3).any(-1).any(1)  # (B, T)
+    assert changed.tolist() == [[True, True, True, False]] * 2
+
+
 def test_training_levels_are_log_normal_clipped_and_seeded():
     aug = CondAug(log_mean=-3.0, log_std=0.5, max_level=0.1, p_clean=0.25)
     levels = aug.levels(4000, generator=torch.Generator().manual_seed(0))

@@ -8,6 +8,8 @@ import shutil
 import pytest
 import torch
 
+from wantrain.diffusion.cond_aug import noise_frames
+from wantrain.diffusion.space import LatentSpace
 from wantrain.encoders.tiny import _synthetic_clips, build_tiny_kl_vae, build_tiny_wan_vae
 from wantrain.encoders.vae import FrozenVAE
 from wantrain.errors import WantrainError
@@ -121,6 +123,23 @@ def test_first_frame_latents(vae_dir, clips, kind, mode):
     torch.testing.assert_close(got, vae.encode(video), atol=1e-5, rtol=1e-5)
     if kind == "wan":  # the first latent frame sees only the first frame (causal)
         torch.testing.assert_close(got[:, :, :1], vae.encode(image[:, :, None]), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("mode", ["zero_pad", "repeat"])
+def test_cond_aug_leaves_no_clean_copy_of_the_image(vae_dir, clips, kind, mode):
+    """cond_aug noises every conditioning latent frame that carries the image (the same noise): with `repeat` all of
+    them (a causal VAE's frames 1.. are no exact copies of frame 0, so a clean copy used to survive and give the level
+    away), with `zero_pad` frame 0 alone (the rest encode the zero frames)."""
+    space = LatentSpace(FrozenVAE(vae_dir / kind, kind=kind, first_frame=mode))
+    frames = space.first_frames(clips[:, :, 0], 9)  # (2, C, 3, 8, 8)
+    carries = space.image_frames(frames.shape[2])
+    noisy = noise_frames(frames, torch.tensor([0.1, 0.1]), torch.Generator().manual_seed(0), image_frames=carries)
+    changed = (noisy - frames).flatten(3).abs().amax((1, 3)) > 1e-3  # (B, T')
+    assert changed.tolist() == [carries.tolist()] * 2
+    assert carries.all() if mode == "repeat" else carries.tolist() == [True] + [False] * (frames.shape[2] - 1)
+    delta = noisy - frames
+    assert all(torch.allclose(delta[:, :, i], delta[:, :, 0], atol=1e-6) for i in range(frames.shape[2]) if carries[i])
 
 
 @pytest.mark.parametrize("kind", KINDS)

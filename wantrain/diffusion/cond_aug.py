@@ -25,16 +25,21 @@ def first_frame_copies(frames: torch.Tensor) -> torch.Tensor:
 
 
 def noise_frames(frames: torch.Tensor, levels: torch.Tensor, generator: torch.Generator | None = None,
-                 noise: torch.Tensor | None = None) -> torch.Tensor:
-    """frames + level * noise on every copy of frame 0, the SAME noise on each copy (independent copies would average
-    back to the clean frame; a noisy copy beside a clean one would give it away). `noise` (B, C, 1, H, W): given, or
-    drawn from `generator`."""
+                 noise: torch.Tensor | None = None, image_frames: torch.Tensor | None = None) -> torch.Tensor:
+    """frames + level * noise on every frame that carries the image, the SAME noise on each (independent copies would
+    average back to the clean frame; a clean copy beside a noisy one would give the level away). `image_frames` (T,)
+    bool: those frames (`Space.image_frames`; default: the exact copies of frame 0). `noise` (B, C, 1, H, W): given,
+    or drawn from `generator`."""
     b, c, _, h, w = frames.shape
     if noise is None:
         gen_device = generator.device if generator is not None else frames.device
         noise = torch.randn((b, c, 1, h, w), generator=generator, device=gen_device)
     noise = noise.to(frames.device, frames.dtype)
-    return frames + levels.to(frames.device, frames.dtype).view(b, 1, 1, 1, 1) * noise * first_frame_copies(frames)
+    if image_frames is None:
+        carries = first_frame_copies(frames)
+    else:
+        carries = image_frames.to(frames.device, frames.dtype).view(1, 1, -1, 1, 1)
+    return frames + levels.to(frames.device, frames.dtype).view(b, 1, 1, 1, 1) * noise * carries
 
 
 def micro_value(levels: torch.Tensor) -> torch.Tensor:

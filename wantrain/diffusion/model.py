@@ -32,6 +32,7 @@ class Conditions:
     image_tokens: torch.Tensor
     frames: torch.Tensor
     micro: dict[str, torch.Tensor] | None = None  # micro-conditioning scalars {name: (B,)}, e.g. fps, motion
+    image_frames: torch.Tensor | None = None  # (T,) bool: frames that carry the image (`Space.image_frames`)
 
     def repeat(self, k: int) -> Conditions:
         """The same conditions tiled k times along the batch: (B, ...) -> (k*B, ...)."""
@@ -39,13 +40,15 @@ class Conditions:
             return self
         tile = lambda v: v.repeat(k, *([1] * (v.ndim - 1)))  # noqa: E731
         micro = None if self.micro is None else {n: tile(v) for n, v in self.micro.items()}
-        return Conditions(tile(self.text), tile(self.text_mask), tile(self.image_tokens), tile(self.frames), micro)
+        return Conditions(tile(self.text), tile(self.text_mask), tile(self.image_tokens), tile(self.frames), micro,
+                          self.image_frames)
 
     def to(self, device: torch.device | str) -> Conditions:
         """On `device`, text/image tokens and the frames as float32, the mask as bool."""
         return Conditions(self.text.to(device).float(), self.text_mask.to(device).bool(),
                           self.image_tokens.to(device).float(), self.frames.to(device).float(),
-                          None if self.micro is None else {n: v.to(device).float() for n, v in self.micro.items()})
+                          None if self.micro is None else {n: v.to(device).float() for n, v in self.micro.items()},
+                          None if self.image_frames is None else self.image_frames.to(device).bool())
 
 
 def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.device | str) -> torch.Tensor:
@@ -81,7 +84,8 @@ class VideoDiffusion(nn.Module):
         micro = dict(cond.micro or {})
         micro[MICRO_NAME] = micro_value(levels).to(cond.frames.device)
         return Conditions(cond.text, cond.text_mask, cond.image_tokens,
-                          noise_frames(cond.frames, levels, generator, noise), micro)
+                          noise_frames(cond.frames, levels, generator, noise, cond.image_frames), micro,
+                          cond.image_frames)
 
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: Conditions,
                 drop_text: torch.Tensor | None = None, drop_image: torch.Tensor | None = None) -> torch.Tensor:

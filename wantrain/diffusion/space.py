@@ -23,6 +23,7 @@ class Space(Protocol):
     def encode(self, video: torch.Tensor) -> torch.Tensor: ...
     def decode(self, x: torch.Tensor) -> torch.Tensor: ...
     def first_frames(self, image: torch.Tensor, num_frames: int) -> torch.Tensor: ...
+    def image_frames(self, frames: int) -> torch.Tensor: ...
 
 
 class PixelSpace:
@@ -50,6 +51,10 @@ class PixelSpace:
     def first_frames(self, image: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The conditioning clip: the first frame (B, 3, H, W) on every frame -> (B, 3, T, H, W)."""
         return image.float()[:, :, None].expand(-1, -1, num_frames, -1, -1)
+
+    def image_frames(self, frames: int) -> torch.Tensor:
+        """(T,) bool: which conditioning frames carry the input image (all: it is repeated)."""
+        return torch.ones(frames, dtype=torch.bool)
 
 
 PIXELS = PixelSpace()
@@ -93,6 +98,15 @@ class LatentSpace:
     def first_frames(self, image: torch.Tensor, num_frames: int) -> torch.Tensor:
         """The conditioning latents of the first frame (B, 3, H, W) for a clip of `num_frames` frames."""
         return self._on(image.device).first_frame_latents(image, num_frames)
+
+    def image_frames(self, frames: int) -> torch.Tensor:
+        """(T',) bool: which conditioning latent frames carry the input image: every one when the VAE encodes the
+        image repeated (`first_frame: repeat`; they are not copies of latent frame 0 under a causal VAE), frame 0 alone
+        when it encodes the image then zeros (`zero_pad`, Wan2.1 I2V)."""
+        mask = torch.ones(frames, dtype=torch.bool)
+        if self.vae.first_frame == "zero_pad":
+            mask[1:] = False
+        return mask
 
 
 def check_unet_channels(unet: torch.nn.Module, space: Space, where: str = "model.unet") -> None:

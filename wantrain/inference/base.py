@@ -106,7 +106,8 @@ class BaseModel(nn.Module):
         names = getattr(self.model.unet, "micro_conditioning", ())  # unset: fps of the checkpoint's videos, else 0
         unset = {"fps": float((self.sampling.get("video") or {}).get("fps", 8))}
         micro = {n: torch.full((images.shape[0],), float(self.micro.get(n, unset.get(n, 0.0)))) for n in names} or None
-        return Conditions(text, mask, tokens, self.space.first_frames(images, num_frames), micro).to(device)
+        frames = self.space.first_frames(images, num_frames)
+        return Conditions(text, mask, tokens, frames, micro, self.space.image_frames(frames.shape[2])).to(device)
 
     def settings(self, **overrides: Any) -> dict[str, Any]:
         """Sampling settings: the checkpoint's `model.sampling`, then non-None overrides (one-line errors)."""

@@ -189,7 +189,7 @@ class VideoDiffusionModule(pl.LightningModule):
             frames = self.space.first_frames(batch["image"].to(self.device), batch["video"].shape[2])
         names = getattr(self.unet, "micro_conditioning", ())  # model.unet.micro_conditioning: batch keys, e.g. fps
         micro = {n: torch.as_tensor(batch[n]) for n in names if n in batch} or None
-        return Conditions(text, mask, tokens, frames, micro).to(self.device)
+        return Conditions(text, mask, tokens, frames, micro, self.space.image_frames(frames.shape[2])).to(self.device)
 
     def clean(self, batch: dict[str, Any]) -> torch.Tensor:
         """x0 in model space: the clips (B, 3, T, H, W), or their latents (B, C, T', h, w), cached or encoded live."""
