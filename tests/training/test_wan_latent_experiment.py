@@ -27,7 +27,7 @@ def test_one_batch_of_the_wan_latent_experiment_fits_on_cpu(compose, data_dir, t
         "model.unet.norm_groups=8", "model.unet.head_dim=16", root=tmp_path)
     model = instantiate(cfg.model)
     assert model.hparams.objective == "flow" and model.hparams.space == "latent"
-    assert model.model.schedule.shift == 5.0 and model.sampling["sampler"] == "unipc"
+    assert model.model.schedule.shift == 5.0 and model.sampling["sampler"] == "unipc" and model.sampling["shift"] == 3.0
     assert model.model.cond_aug is not None and model.sampling["guidance_rescale"] == 0.0  # from i2v_64 / Wan
     assert (model.unet.in_channels, model.unet.concat_channels, model.unet.downscale) == (16, 17, 4)
     trainer = pl.Trainer(accelerator="cpu", devices=1, fast_dev_run=True, logger=False, enable_progress_bar=False,
@@ -36,3 +36,18 @@ def test_one_batch_of_the_wan_latent_experiment_fits_on_cpu(compose, data_dir, t
     assert trainer.state.finished and torch.isfinite(trainer.callback_metrics["train/loss"])
     assert model.encoders.text.dim == 32 and type(model.encoders.text.model).__name__ == "UMT5EncoderModel"
     assert model.space.shape(5, 32, 32) == (16, 2, 4, 4)
+
+
+def test_wan_latent_samples_480p_i2v_with_wan21s_shift(compose, tmp_path):
+    """Wan2.1 `generate.py` (`_validate_args`): sample_shift 3.0 for i2v at 832*480, 40 UniPC steps; the training
+    shift stays 5 (DiffSynth-Studio's Wan training scheduler)."""
+    from wantrain.diffusion.flow import FlowMatching
+    from wantrain.diffusion.sampling import sampling_options
+
+    cfg = compose("+experiment=i2v_wan_latent", "data.train_shards=x.tar", root=tmp_path)
+    assert list(cfg.data.resolution) == [480, 832] and cfg.data.num_frames == 81
+    assert cfg.model.flow.shift == 5.0
+    options = sampling_options(cfg.model.sampling, FlowMatching.samplers)
+    assert (options["sampler"], options["num_steps"], options["shift"]) == ("unipc", 40, 3.0)
+    scheduler = FlowMatching(shift=cfg.model.flow.shift).sampler(options["sampler"], shift=options["shift"])
+    assert scheduler.config.flow_shift == 3.0
