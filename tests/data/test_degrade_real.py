@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import math
 
+import av
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from wantrain.data.degrade import DegradeConfig, degrade, downsample
-from wantrain.data.degrade_kernels import KERNELS, blur_kernel, filter_frames, random_kernel, sinc_kernel
+from wantrain.data.degrade import DegradeConfig, codec_compress, degrade, downsample, gaussian_blur
+from wantrain.data.degrade_kernels import KERNELS, blur_kernel, filter_frames, random_kernel, shape_beta, sinc_kernel
 from wantrain.data.degrade_real import RealDegradeConfig, real_degrade
 
 # every stochastic stage off: each test switches on what it measures
@@ -119,7 +123,8 @@ def test_each_operator_changes_the_clip_as_it_should(stage: str) -> None:
     if stage in ("gaussian", "poisson"):
         assert not torch.allclose(diff[:, 0], diff[:, 1], atol=1e-3)  # colour noise
     if stage == "gray":
-        assert torch.allclose(diff[:, 0], diff[:, 1], atol=2.5 / 127.5)  # one noise for all channels (± clamping)
+        same = (diff[:, 0] - diff[:, 1]).abs() <= 2.5 / 127.5  # one noise for all channels (but where clipped)
+        assert float(same.float().mean()) > 0.98
 
 
 def test_codecs_h264_and_mpeg4_through_pyav() -> None:
@@ -140,3 +145,88 @@ def test_usm_sharpens_edges_and_leaves_flat_regions() -> None:
     assert float(y[..., 15].mean()) < -0.4 and float(y[..., 16].mean()) > 0.4  # overshoot on both sides
     assert torch.equal(usm_sharpen(torch.zeros(1, 3, 1, 16, 16)), torch.zeros(1, 3, 1, 16, 16))
     assert torch.allclose(usm_sharpen(x, weight=0.0), x)
+
+
+def _filmed_photo(frames: int = 16, size: int = 64) -> torch.Tensor:
+    """A real photo (scikit-learn's china.jpg) filmed by a panning camera: (1, 3, frames, size, size) in [-1, 1]."""
+    from sklearn.datasets import load_sample_images
+
+    img = torch.from_numpy(load_sample_images().images[0].copy()).permute(2, 0, 1).float() / 127.5 - 1  # (3, 427, 640)
+    return torch.stack([img[:, 100 + 2 * t:100 + 2 * t + size, 200 + 3 * t:200 + 3 * t + size]
+                        for t in range(frames)], 1)[None]
+
+
+def _realbasicvsr_compression(u8: np.ndarray, codec: str, bitrate: int) -> np.ndarray:
+    """The reference construction: RealBasicVSR's `RandomVideoCompression._apply_random_compression`
+    (mmedit/datasets/pipelines/random_degradations.py): a 1 fps mp4 stream at `bitrate`, every frame's type left to
+    the encoder. u8 (T, H, W, 3) -> (T, H, W, 3)."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", "mp4") as container:
+        stream = container.add_stream(codec, rate=1)
+        stream.height, stream.width, stream.pix_fmt, stream.bit_rate = u8.shape[1], u8.shape[2], "yuv420p", bitrate
+        for img in u8:
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pict_type = 0  # 'NONE'
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(buf, "r", "mp4") as container:
+        return np.stack([f.to_rgb().to_ndarray() for f in container.decode(video=0)])
+
+
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(10 * torch.log10(4 / (a.float() - b.float()).pow(2).mean()))
+
+
+def test_video_compression_follows_realbasicvsr() -> None:
+    """The bit rate is per frame (a 1 fps stream, RealBasicVSR) and the drawn rate reaches mpeg4 too: at 1e4 bit/s on
+    a filmed 16x64x64 photo the old 8 fps stream gave 22.7 dB against the reference's 33.0 dB (libx264)."""
+    clip = _filmed_photo()
+    u8 = ((clip[0].permute(1, 2, 3, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    for codec, bitrate in (("libx264", 10_000), ("libx264", 100_000), ("mpeg4", 100_000)):
+        ours = codec_compress(clip, None, codec, torch.tensor([bitrate]))
+        ref = torch.from_numpy(_realbasicvsr_compression(u8, codec, bitrate)).permute(3, 0, 1, 2)[None] / 127.5 - 1
+        assert abs(_psnr(ours, clip) - _psnr(ref, clip)) < 0.5, (codec, bitrate)
+    low, high = (codec_compress(clip, None, "mpeg4", torch.tensor([r])) for r in (10_000, 100_000))
+    assert not torch.equal(low, high) and _psnr(low, clip) < _psnr(high, clip) - 0.3
+
+
+def test_kernel_shape_draws_follow_basicsr() -> None:
+    """BasicSR draws β of generalized / plateau kernels from U(lo, 1) or U(1, hi) with probability 0.5 each
+    (basicsr/data/degradations.py); a plain U(0.5, 4) gave P(β < 1) = 0.14."""
+    g = torch.Generator().manual_seed(0)
+    betas = torch.tensor([shape_beta(0.5, 4.0, g) for _ in range(3000)])
+    assert 0.47 <= float((betas < 1).float().mean()) <= 0.53
+    assert betas.min() >= 0.5 and betas.max() <= 4.0 and betas[betas > 1].mean() > 2.0
+    plateau = torch.tensor([shape_beta(1.0, 2.0, g) for _ in range(400)])
+    assert 0.4 < float((plateau == 1.0).float().mean()) < 0.6  # U(1, 1) half the time, as BasicSR
+
+
+def test_noise_is_clipped_before_the_next_operator() -> None:
+    """Real-ESRGAN adds noise with clip=True: on a white clip the noise cannot push values above 1, so the blur that
+    follows (second order) averages a clip darker than white; unclipped noise averaged back to white."""
+    white = torch.ones(1, 3, 2, 32, 32)
+    cfg = RealDegradeConfig(**{**OFF, "noise_range": (30, 30), "gray_noise_prob": 0.0, "second_blur_prob": 1.0,
+                               "kernel_size": (21, 21), "blur_sigma2": (3.0, 3.0)})
+    lr = real_degrade(white, 2, cfg, generator=torch.Generator().manual_seed(0))
+    mean = float((lr.mean() + 1) / 2)  # in [0, 1]
+    assert 0.93 < mean < 0.97  # 1 - E[max(0, -n)] = 1 - 0.4 σ for σ = 30/255
+
+
+def test_kernels_pad_by_reflection() -> None:
+    """BasicSR's filter2D pads by reflection; frames shorter than the kernel's half fall back to replication."""
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 3, 24, 24, generator=g)
+    kernel = blur_kernel("aniso", 9, 2.0, 0.7, 0.5)
+    ref = F.conv2d(F.pad(frames, (4, 4, 4, 4), mode="reflect"), kernel[None, None].expand(3, 1, 9, 9), groups=3)
+    torch.testing.assert_close(filter_frames(frames, kernel), ref)
+    small = torch.rand(1, 3, 4, 4, generator=g)
+    assert filter_frames(small, kernel).shape == small.shape  # replicated: a 4-pixel frame cannot reflect 4
+    clip = torch.rand(1, 3, 2, 24, 24, generator=g)
+    sigma = torch.tensor([1.0])
+    k1 = torch.exp(-0.5 * torch.arange(-3, 4).float() ** 2)
+    k1 = k1 / k1.sum()
+    ref = F.conv2d(F.pad(clip[0].transpose(0, 1), (3, 3, 3, 3), mode="reflect"),
+                   (k1[:, None] * k1[None, :])[None, None].expand(3, 1, 7, 7), groups=3)
+    torch.testing.assert_close(gaussian_blur(clip, sigma)[0].transpose(0, 1), ref, atol=1e-5, rtol=1e-5)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from wantrain.data.degrade_kernels import pad_reflect
 from wantrain.data.degrade_real import RealDegradeConfig, real_degrade
 
 
@@ -58,8 +59,8 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     v = x.reshape(1, b * c, t, h, w)
     kh = k.repeat_interleave(c, 0)[:, None, None, :, None]  # (B*C, 1, 1, K, 1)
     kw = k.repeat_interleave(c, 0)[:, None, None, None, :]
-    v = F.conv3d(F.pad(v, (0, 0, radius, radius, 0, 0), mode="replicate"), kh, groups=b * c)
-    v = F.conv3d(F.pad(v, (radius, radius, 0, 0, 0, 0), mode="replicate"), kw, groups=b * c)
+    v = F.conv3d(pad_reflect(v, (0, 0, radius, radius, 0, 0)), kh, groups=b * c)
+    v = F.conv3d(pad_reflect(v, (radius, radius, 0, 0, 0, 0)), kw, groups=b * c)
     return v.reshape(b, c, t, h, w)
 
 
@@ -99,7 +100,12 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
 def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx264",
                    bitrate: torch.Tensor | None = None) -> torch.Tensor:
     """Encode/decode each clip in memory with PyAV (`codec`: libx264 | mpeg4 | ...), per-clip CRF (B,) or
-    bitrate (B,) in bit/s (RealBasicVSR; mpeg4 has no CRF); needs even H and W."""
+    bitrate (B,) in bits per frame (RealBasicVSR; mpeg4 has no CRF); needs even H and W.
+
+    As RealBasicVSR's `RandomVideoCompression` (mmedit/datasets/pipelines/random_degradations.py): a 1 fps stream,
+    so the bit rate is the budget of each frame. One departure: the rate tolerance is the bit rate itself, not
+    FFmpeg's default 4 Mbit, so that mpeg4's rate control keeps to the drawn rate (with the default it ignores
+    1e4..1e5 bit/s on small frames); libx264 ignores it (same output)."""
     import av
     import numpy as np
 
@@ -111,10 +117,11 @@ def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx
     for i in range(b):
         buf = io.BytesIO()
         with av.open(buf, "w", format="mp4") as box:
-            stream = box.add_stream(codec, rate=8)
+            stream = box.add_stream(codec, rate=1)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             if bitrate is not None:
                 stream.bit_rate = int(bitrate[i])
+                stream.codec_context.bit_rate_tolerance = int(bitrate[i])
             else:
                 stream.options = {"crf": str(int(crf[i]))}
             for j in range(t):

@@ -60,6 +60,15 @@ def sinc_kernel(size: int, cutoff: float) -> torch.Tensor:
     return (k / k.sum()).float()
 
 
+def shape_beta(lo: float, hi: float, generator: torch.Generator | None) -> float:
+    """The shape β of a generalized / plateau kernel as BasicSR draws it (`random_bivariate_generalized_Gaussian`,
+    `random_bivariate_plateau` in basicsr/data/degradations.py): U(lo, 1) or U(1, hi) with probability 0.5 each, so
+    sharper-than-Gaussian (β < 1) and flatter (β > 1) shapes are equally likely whatever the range's ends."""
+    if float(torch.rand((), generator=generator)) < 0.5:
+        return _u(lo, 1.0, generator)
+    return _u(1.0, hi, generator)
+
+
 def random_kernel(kernel_list: list[str], kernel_prob: list[float], sizes: tuple[int, int],
                   sigma: tuple[float, float], betag: tuple[float, float], betap: tuple[float, float],
                   sinc_prob: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -73,14 +82,23 @@ def random_kernel(kernel_list: list[str], kernel_prob: list[float], sizes: tuple
     probs = torch.tensor(kernel_prob, dtype=torch.float64)
     kind = kernel_list[int(torch.multinomial(probs / probs.sum(), 1, generator=generator))]
     sx, sy, theta = _u(*sigma, generator), _u(*sigma, generator), _u(-math.pi, math.pi, generator)
-    beta = _u(*betap, generator) if kind.startswith("plateau") else _u(*betag, generator)
+    beta = shape_beta(*betap, generator) if kind.startswith("plateau") else shape_beta(*betag, generator)
     return blur_kernel(kind, size, sx, sy, theta, beta)
 
 
+def pad_reflect(x: torch.Tensor, pad: tuple[int, ...]) -> torch.Tensor:
+    """`F.pad` by reflection, as BasicSR's `filter2D` pads its kernels; dimensions not longer than their pad (which
+    reflection cannot fill, e.g. a 21-tap kernel on a 10-pixel frame) are padded by replication instead."""
+    sizes = x.shape[::-1][: len(pad) // 2]  # the padded dimensions, last first, as `pad` lists them
+    if all(size > max(pad[2 * i], pad[2 * i + 1]) for i, size in enumerate(sizes)):
+        return F.pad(x, pad, mode="reflect")
+    return F.pad(x, pad, mode="replicate")
+
+
 def filter_frames(frames: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Convolve frames (N, C, H, W) with one kernel (k, k), replicate padding (works on frames smaller than k)."""
+    """Convolve frames (N, C, H, W) with one kernel (k, k), reflection padding (`pad_reflect`)."""
     k = kernel.shape[-1]
     c = frames.shape[1]
     weight = kernel.to(frames)[None, None].expand(c, 1, k, k)
     pad = k // 2
-    return F.conv2d(F.pad(frames, (pad, pad, pad, pad), mode="replicate"), weight, groups=c)
+    return F.conv2d(pad_reflect(frames, (pad, pad, pad, pad)), weight, groups=c)

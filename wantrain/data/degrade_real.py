@@ -112,7 +112,8 @@ def _random_resize(f: torch.Tensor, probs: tuple, rng: tuple, modes: tuple, base
 
 def _noise(f: torch.Tensor, gauss_prob: float, sigma: tuple, poisson: tuple, gray_prob: float,
            g: torch.Generator | None) -> torch.Tensor:
-    """Gaussian (σ/255) or Poisson (8-bit shot noise × scale) noise, gray (one for all channels) with gray_prob."""
+    """Gaussian (σ/255) or Poisson (8-bit shot noise × scale) noise, gray (one for all channels) with gray_prob,
+    clipped to [0, 1] (Real-ESRGAN `random_add_gaussian_noise_pt` / `random_add_poisson_noise_pt` with clip=True)."""
     gaussian, gray = _p(gauss_prob, g), _p(gray_prob, g)
     level = _u(*sigma, g) / 255.0 if gaussian else _u(*poisson, g)
     n, c, h, w = f.shape
@@ -122,7 +123,7 @@ def _noise(f: torch.Tensor, gauss_prob: float, sigma: tuple, poisson: tuple, gra
         img = (f * torch.tensor([0.299, 0.587, 0.114]).to(f).view(1, 3, 1, 1)).sum(1, keepdim=True) if gray else f
         img = img.clamp(0, 1)
         noise = (torch.poisson(img.float().cpu() * 255.0, generator=g).to(f) / 255.0 - img) * level
-    return f + noise.expand_as(f)
+    return (f + noise.expand_as(f)).clamp(0, 1)
 
 
 def _jpeg(f: torch.Tensor, rng: tuple, g: torch.Generator | None) -> torch.Tensor:
