@@ -10,7 +10,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from wantrain.data.degrade import DegradeConfig, downsample
+from wantrain.data.degrade import DegradeConfig, downsample, usm_sharpen
 from wantrain.data.degrade_real import RealDegradeConfig
 
 
@@ -40,10 +40,31 @@ def test_module_pairs_and_usm_targets(compose, tmp_path) -> None:
                   "model.usm={weight: 0.5, sigma: 8.0, threshold: 10.0}", root=tmp_path)
     module = instantiate(cfg.model)
     hr = torch.rand(2, 3, 4, 64, 64) * 2 - 1
-    lr, _, crop = module.make_pair(hr, True, torch.Generator().manual_seed(5))
-    again, _, _ = module.make_pair(hr, True, torch.Generator().manual_seed(5))
+    lr, _, crop, target = module.make_pair(hr, True, torch.Generator().manual_seed(5))
+    again, _, _, _ = module.make_pair(hr, True, torch.Generator().manual_seed(5))
     assert lr.shape == (2, 3, 4, 16, 16) and torch.equal(lr, again)
     assert (lr - downsample(crop)).abs().mean() > 0.02
-    target = module.content_target(crop)
     assert target.shape == crop.shape and not torch.equal(target, crop)
+    assert torch.equal(target, usm_sharpen(crop, 0.5, 8.0, 10.0))
     assert module.discriminator(crop).shape == (2, 1, 4, 32, 32)
+
+
+@pytest.mark.parametrize("name", ["sr_stage1", "sr_stage4"])
+def test_stages_degrade_the_usm_sharpened_hr_as_real_esrgan(compose, name, tmp_path) -> None:
+    """Real-ESRGAN (`train_realesrgan_x4plus.yml`: l1_gt_usm / percep_gt_usm true; `feed_data` blurs gt_usm) and
+    RealBasicVSR (sharpened GT copied to the LQ): the LR is degraded from the unsharp-masked HR, which is also the
+    content target; the plain HR goes to D, and validation degrades the plain HR."""
+    cfg = compose(f"+experiment={name}", "data.train_shards=x", "model.generator.channels=8",
+                  "model.generator.num_blocks=1", "model.discriminator.channels=8", "model.content_loss.vgg_weight=0",
+                  "model.base_size=null", "model.degrade.real=null", "model.degrade.noise_aug_max=0", root=tmp_path)
+    usm = OmegaConf.to_container(cfg.model.usm)
+    assert usm == {"weight": 0.5, "sigma": 8.0, "threshold": 10.0, "degrade_sharpened": True}
+    module = instantiate(cfg.model)  # plain area downsampling (real=null): the LR shows what it was made from
+    hr = torch.rand(1, 3, 2, 32, 32) * 2 - 1
+    sharp = usm_sharpen(hr, 0.5, 8.0, 10.0)
+    lr, _, plain, target = module.make_pair(hr, True, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, hr) and torch.equal(target, sharp) and torch.equal(lr, downsample(sharp))
+    val_lr, _, _, _ = module.make_pair(hr, False, torch.Generator().manual_seed(0))
+    assert torch.equal(val_lr, downsample(hr))
+    module.hparams.usm = {**usm, "degrade_sharpened": False}
+    assert torch.equal(module.make_pair(hr, True, torch.Generator().manual_seed(0))[0], downsample(hr))

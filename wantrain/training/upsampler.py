@@ -33,6 +33,8 @@ from wantrain.training.lightning_private import attached_trainer, ddp_finds_unus
 from wantrain.training.nonfinite import NonFiniteGuard
 from wantrain.training.sample_videos import write_video
 
+# model.usm: usm_sharpen's arguments + whether training degrades the sharpened HR (Real-ESRGAN, RealBasicVSR)
+USM_KEYS = ("weight", "sigma", "threshold", "degrade_sharpened")
 VALIDATION_DEFAULTS: dict[str, Any] = {
     "use_ema": True, "lpips": None, "crop_size": None, "tile": None, "tile_overlap": 16, "seed": 1234,
     "num_videos": 2, "every_n_steps": 0, "video": {"fps": 8},
@@ -74,7 +76,10 @@ class UpsamplerModule(pl.LightningModule):
         super().__init__()
         if int(stage) < 1:
             raise WantrainError(f"model.stage={stage}: cascade stages count from 1 (sr_stage1 maps 64 -> 128 px)")
-        usm = _plain(usm)  # USM-sharpened targets for the content loss (Real-ESRGAN l1/percep_gt_usm); None: off
+        usm = _plain(usm)  # USM-sharpened HR: LR source and content-loss target (Real-ESRGAN); None: off
+        unknown = sorted(set(usm or {}) - set(USM_KEYS))
+        if unknown:
+            raise WantrainError(f"unknown model.usm keys {unknown}: use {list(USM_KEYS)}, or model.usm=null")
         # plain containers in the checkpoint's hyper_parameters (Hydra passes DictConfigs; weights_only loads)
         degrade, gan, validation, trainable = (_plain(v) for v in (degrade, gan, validation, trainable))
         self.save_hyperparameters(ignore=["generator", "discriminator", "content_loss", "optimizer_g", "optimizer_d"])
@@ -159,8 +164,14 @@ class UpsamplerModule(pl.LightningModule):
             raise WantrainError(f"data.resolution={resolution} is the HR size of a ×2 stage: use an even size")
 
     def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator,
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """HR clip (B, 3, T, H, W) -> (LR (B, 3, T, H/2, W/2), noise level (B,), HR after cropping)."""
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """HR clip (B, 3, T, H, W) -> (LR (B, 3, T, H/2, W/2), noise level (B,), HR after cropping, the content
+        loss's target).
+
+        With `model.usm` the target is the unsharp-masked HR (Real-ESRGAN l1_gt_usm / percep_gt_usm; the
+        discriminator and the metrics keep the plain HR, gan_gt_usm: false), and in training the LR is degraded from
+        it too (`degrade_sharpened`, default true), as Real-ESRGAN's `feed_data` blurs `gt_usm` and RealBasicVSR
+        copies its sharpened GT to the LQ before degrading. Validation degrades the plain HR (a real input)."""
         h, w = video.shape[-2:]
         if self.lr_size is not None and (h, w) != (2 * self.lr_size, 2 * self.lr_size):
             raise WantrainError(f"sr_stage{self.hparams.stage} maps {self.lr_size} -> {2 * self.lr_size} px but the "
@@ -172,8 +183,11 @@ class UpsamplerModule(pl.LightningModule):
             hr = random_crop(video, int(crop), generator) if train else \
                 video[..., (h - crop) // 2:(h - crop) // 2 + crop, (w - crop) // 2:(w - crop) // 2 + crop]
         cfg = self.degrade_cfg if train else dataclasses.replace(self.degrade_cfg, noise_aug_max=0.0)
-        lr, level = degrade(hr, cfg, generator)
-        return lr, level, hr
+        usm = dict(self.hparams.usm or {})
+        degrade_sharpened = bool(usm.pop("degrade_sharpened", True))
+        target = usm_sharpen(hr, **usm) if self.hparams.usm else hr
+        lr, level = degrade(target if train and degrade_sharpened else hr, cfg, generator)
+        return lr, level, hr, target
 
     # --- training -----------------------------------------------------------------------------------
 
@@ -189,14 +203,14 @@ class UpsamplerModule(pl.LightningModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """One G update (content + λ·GAN), then `d_updates` D updates every `d_every` batches (GAN phase)."""
         opt_g, opt_d = self.optimizers()
-        lr, level, hr = self.make_pair(batch["video"], True, self._generator(self.batches))
+        lr, level, hr, target = self.make_pair(batch["video"], True, self._generator(self.batches))
         gan_on = self.phase == "gan"
         lam = self.gan.weight_at(self.batches)
         b = hr.shape[0]
 
         self.toggle_optimizer(opt_g)
         sr = self.generator(lr, level)  # (B, 3, T, H, W)
-        content, parts = self.content_loss(sr, self.content_target(hr))
+        content, parts = self.content_loss(sr, target)
         loss_g = content
         if gan_on:
             loss_adv = self.adversarial.generator(self.discriminator(sr))
@@ -224,11 +238,6 @@ class UpsamplerModule(pl.LightningModule):
         self.log("trainer/batches", float(self.batches), batch_size=b)
         self.log("train/nonfinite_steps", float(self.nonfinite_g.total), batch_size=b)
         self.log("train/nonfinite_d_steps", float(self.nonfinite_d.total), batch_size=b)
-
-    def content_target(self, hr: torch.Tensor) -> torch.Tensor:
-        """The content loss's target: HR, or its unsharp-masked copy with `model.usm` (the discriminator and the
-        validation metrics keep the plain HR, as Real-ESRGAN's gan_gt_usm: false)."""
-        return usm_sharpen(hr, **dict(self.hparams.usm)) if self.hparams.usm else hr
 
     def _discriminator_update(self, opt_d: Any, real: torch.Tensor, fake: torch.Tensor) -> None:
         """D loss on real vs detached fakes (+ lazy R1 every `r1_every` D steps), clipped, one uncounted step."""
@@ -274,7 +283,7 @@ class UpsamplerModule(pl.LightningModule):
     def _evaluate(self, batch: dict[str, Any], batch_idx: int, prefix: str) -> None:
         """Metrics of SR and of the bicubic baseline on deterministic degradations of the batch."""
         generator = self._generator(10 ** 9 + int(self.val_cfg["seed"]) + batch_idx)
-        lr, _level, hr = self.make_pair(batch["video"], False, generator)
+        lr, _level, hr, _target = self.make_pair(batch["video"], False, generator)
         sr, baseline = self.upsample(lr), bicubic(lr)
         if prefix == "val" and self._val_examples is None:
             n = int(self.val_cfg["num_videos"])
