@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -68,3 +69,5 @@ def test_stages_degrade_the_usm_sharpened_hr_as_real_esrgan(compose, name, tmp_p
     assert torch.equal(val_lr, downsample(hr))
     module.hparams.usm = {**usm, "degrade_sharpened": False}
     assert torch.equal(module.make_pair(hr, True, torch.Generator().manual_seed(0))[0], downsample(hr))
+    with pytest.raises(InstantiationException, match=r"unknown model.usm keys \['radius'\]"):
+        instantiate(cfg.model, usm={**usm, "radius": 50})
