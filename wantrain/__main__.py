@@ -160,7 +160,7 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
     from omegaconf import DictConfig
     from omegaconf.errors import MissingMandatoryValue
 
-    from wantrain.commands.launch import register_resolvers
+    from wantrain.config_tree import register_resolvers
     from wantrain.errors import WantrainError
 
     command = COMMANDS[name]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wantrain.data.degrade import noise_augment
+from wantrain.degradations.ops import noise_augment
 from wantrain.errors import WantrainError
 from wantrain.inference.cascade import SRStage, augment_seed, check_chain, run_cascade, stages_for_size, upsample
 from wantrain.inference.checkpoints import UPSAMPLER, SavedModel, read_saved, upsampler_config
@@ -123,7 +123,7 @@ def test_export_folder_is_config_and_one_safetensors(tmp_path):
 
 def test_sr_noise_level_noise_augments_the_input_as_in_training():
     """Bug 1: `sr_noise_level=s` told noise-conditioned stages s but fed them the clean input. At inference the
-    input is noise-augmented at s exactly as in training (data.degrade.noise_augment), seeded per clip."""
+    input is noise-augmented at s exactly as in training (degradations.ops.noise_augment), seeded per clip."""
     net = UpsampleStage(channels=8, num_blocks=1, noise_conditioning=True, emb_dim=16).eval()  # fresh: bilinear(x)
     sr = SRStage(net, 1, (8, 8))
     x = torch.rand(2, 3, 2, 8, 8) * 2 - 1

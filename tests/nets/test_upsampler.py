@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wantrain.data.degrade import downsample
+from wantrain.degradations.ops import downsample
 from wantrain.evaluation.upsampler import bicubic
 from wantrain.evaluation.video_metrics import psnr
 from wantrain.inference.checkpoints import build

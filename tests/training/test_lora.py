@@ -15,8 +15,8 @@ from test_init_from import compose_at, fresh_module, perturb, save_like_fit
 from wantrain.commands import fit
 from wantrain.diffusion.model import Conditions
 from wantrain.diffusion.space import PIXELS
-from wantrain.inference.base import BaseModel, build_diffusion
-from wantrain.inference.checkpoints import apply_lora_file, load_weights, read_saved
+from wantrain.inference.base import BaseModel
+from wantrain.inference.checkpoints import apply_lora_file, build_diffusion, load_weights, read_saved
 from wantrain.inference.pipeline import load_pipeline
 from wantrain.training.init_weights import init_weights
 

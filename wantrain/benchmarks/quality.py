@@ -144,7 +144,8 @@ class _Repeat(IterableDataset):
 
 def run_sr(cfg: Any, scenes: list[torch.Tensor]) -> list[dict]:
     """(b): train the ×2 stage `sr_batches` batches; score held-out clips, clean and degraded, vs bicubic."""
-    from wantrain.data.degrade import DegradeConfig, degrade, downsample
+    from wantrain.degradations.ops import downsample
+    from wantrain.degradations.pipeline import DegradeConfig, degrade
     from wantrain.evaluation.upsampler import bicubic, sr_metrics
     from wantrain.losses.perceptual import LPIPSLoss
 

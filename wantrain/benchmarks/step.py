@@ -30,8 +30,7 @@ def compose_train_config(overrides: list[str]) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from wantrain.commands.launch import register_resolvers
-    from wantrain.config_tree import config_dir
+    from wantrain.config_tree import config_dir, register_resolvers
 
     register_resolvers()
     if GlobalHydra.instance().is_initialized():  # under `python -m wantrain bench` (hydra.main)

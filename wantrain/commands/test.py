@@ -56,7 +56,7 @@ def test_upsampler(cfg: DictConfig, saved: SavedModel, data: dict[str, Any]) -> 
     """PSNR/SSIM (RGB and Y), temporal error (+ LPIPS, tLP) of the stage and of bicubic, via Lightning's test loop."""
     import pytorch_lightning as pl
 
-    from wantrain.commands.launch import auto_precision
+    from wantrain.config_tree import auto_precision
 
     if saved.run is None:
         raise WantrainError(f"{saved.source}: testing an upsampler stage needs its .ckpt (with the run config)")

@@ -14,7 +14,7 @@ from wantrain.diffusion.sampling import sampling_options
 from wantrain.diffusion.space import PIXELS, LatentSpace, Space
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
-from wantrain.inference.checkpoints import DIFFUSION, SavedModel, build, load_weights
+from wantrain.inference.checkpoints import DIFFUSION, SavedModel, build, build_diffusion, load_weights
 
 
 def _load_encoder(node: dict[str, Any] | None, path: str | None, what: str) -> nn.Module:
@@ -29,12 +29,6 @@ def _load_encoder(node: dict[str, Any] | None, path: str | None, what: str) -> n
         where = path or node.get("path")
         raise WantrainError(f"{what} at {where} (from {'the command line' if path else 'the checkpoint config'}) "
                             f"cannot be loaded: {str(err).splitlines()[0]}; pass {what}=PATH") from None
-
-
-def build_diffusion(config: dict[str, Any]) -> VideoDiffusion:
-    """An untrained `VideoDiffusion` from a saved model's config nodes (unet, fusion, schedule)."""
-    return VideoDiffusion(build(config["unet"]), build(config["fusion"]), build(config["schedule"]),
-                          int(config.get("timestep_buckets", 4)))
 
 
 class BaseModel(nn.Module):

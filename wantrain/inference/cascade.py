@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from wantrain.data.degrade import noise_augment
+from wantrain.degradations.ops import noise_augment
 from wantrain.errors import WantrainError
 from wantrain.inference.checkpoints import UPSAMPLER, SavedModel, load_net
 from wantrain.nets.upsampler import UpsampleStage
@@ -23,7 +23,7 @@ def augment_seed(seed: int, stage: int) -> int:
 
 
 def augmented_input(x: torch.Tensor, level: float, seeds: Sequence[int], stage: int = 1) -> torch.Tensor:
-    """x (B, 3, T, h, w) noise-augmented at `level` exactly as in training (`data.degrade.noise_augment`), each clip
+    """x (B, 3, T, h, w) noise-augmented at `level` exactly as in training (`degradations.ops.noise_augment`), each clip
     from its own seed, so a clip does not depend on its batch neighbours."""
     if len(seeds) != x.shape[0]:
         raise ValueError(f"{x.shape[0]} clips and {len(seeds)} seeds: give one seed per clip")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wantrain.diffusion.model import VideoDiffusion
 from wantrain.errors import WantrainError
 from wantrain.io.weights import load_safetensors, load_torch_file
 from wantrain.nets.freeze import freeze
@@ -64,6 +65,12 @@ def build(node: dict[str, Any], **overrides: Any) -> Any:
     obj = getattr(importlib.import_module(module_name), name)
     kwargs = {k: v for k, v in node.items() if not k.startswith("_")}
     return obj(**{**kwargs, **overrides})
+
+
+def build_diffusion(config: dict[str, Any]) -> VideoDiffusion:
+    """An untrained `VideoDiffusion` from a saved model's config nodes (unet, fusion, schedule)."""
+    return VideoDiffusion(build(config["unet"]), build(config["fusion"]), build(config["schedule"]),
+                          int(config.get("timestep_buckets", 4)))
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
@@ -170,10 +177,8 @@ def read_checkpoint(path: Path, use_ema: bool = True) -> SavedModel:
     return merge_lora_of(saved, lora_settings(**settings)) if settings.get("rank") is not None else saved
 
 
-def _with_lora(saved: SavedModel, settings: dict[str, Any]) -> Any:
+def _with_lora(saved: SavedModel, settings: dict[str, Any]) -> VideoDiffusion:
     """The saved diffusion model rebuilt (untrained) with LoRA adapters on its UNet."""
-    from wantrain.inference.base import build_diffusion
-
     model = build_diffusion(saved.config)
     add_lora(model.unet, settings)
     return model

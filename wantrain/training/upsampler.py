@@ -20,7 +20,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 
-from wantrain.data.degrade import DegradeConfig, degrade, random_crop, usm_sharpen
+from wantrain.degradations.ops import random_crop, usm_sharpen
+from wantrain.degradations.pipeline import DegradeConfig, degrade
 from wantrain.errors import WantrainError
 from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
 from wantrain.inference.cascade import upsample

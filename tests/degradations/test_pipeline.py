@@ -7,17 +7,16 @@ import math
 import pytest
 import torch
 
-from wantrain.data.degrade import (
-    DegradeConfig,
+from wantrain.degradations.ops import (
     add_noise,
     codec_compress,
-    degrade,
     downsample,
     gaussian_blur,
     jpeg_compress,
     noise_augment,
     random_crop,
 )
+from wantrain.degradations.pipeline import DegradeConfig, degrade
 
 
 def _smooth(b: int = 2, t: int = 3, size: int = 32) -> torch.Tensor:

@@ -11,9 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wantrain.data.degrade import DegradeConfig, codec_compress, degrade, downsample, gaussian_blur
-from wantrain.data.degrade_kernels import KERNELS, blur_kernel, filter_frames, random_kernel, shape_beta, sinc_kernel
-from wantrain.data.degrade_real import RealDegradeConfig, real_degrade
+from wantrain.degradations.kernels import KERNELS, blur_kernel, filter_frames, random_kernel, shape_beta, sinc_kernel
+from wantrain.degradations.ops import codec_compress, downsample, gaussian_blur
+from wantrain.degradations.pipeline import DegradeConfig, degrade
+from wantrain.degradations.real import RealDegradeConfig, real_degrade
 
 # every stochastic stage off: each test switches on what it measures
 OFF = dict(kernel_size=(3, 3), blur_sigma=(0.01, 0.01), blur_sigma2=(0.01, 0.01), sinc_prob=0.0, sinc_prob2=0.0,
@@ -136,7 +137,7 @@ def test_codecs_h264_and_mpeg4_through_pyav() -> None:
 
 
 def test_usm_sharpens_edges_and_leaves_flat_regions() -> None:
-    from wantrain.data.degrade import usm_sharpen
+    from wantrain.degradations.ops import usm_sharpen
 
     x = torch.full((1, 3, 2, 32, 32), -0.4)
     x[..., 16:] = 0.4  # a vertical edge

@@ -19,7 +19,8 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from wantrain.data.degrade_kernels import KERNELS, filter_frames, random_kernel, sinc_kernel
+from wantrain.degradations.kernels import KERNELS, filter_frames, random_kernel, sinc_kernel
+from wantrain.degradations.ops import codec_compress, downsample, jpeg_compress
 
 KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 
@@ -128,8 +129,6 @@ def _noise(f: torch.Tensor, gauss_prob: float, sigma: tuple, poisson: tuple, gra
 
 def _jpeg(f: torch.Tensor, rng: tuple, g: torch.Generator | None) -> torch.Tensor:
     """JPEG of every frame with one quality drawn from rng (frames in [0, 1])."""
-    from wantrain.data.degrade import jpeg_compress
-
     q = torch.tensor([int(torch.randint(int(rng[0]), int(rng[1]) + 1, (), generator=g))])
     video = (f.clamp(0, 1) * 2 - 1).transpose(0, 1)[None]  # (1, C, T, H, W)
     return (jpeg_compress(video, q)[0].transpose(0, 1) + 1) / 2
@@ -138,8 +137,6 @@ def _jpeg(f: torch.Tensor, rng: tuple, g: torch.Generator | None) -> torch.Tenso
 def degrade_clip(frames: torch.Tensor, lr_size: tuple[int, int], cfg: RealDegradeConfig,
                  g: torch.Generator | None) -> torch.Tensor:
     """One clip's frames (T, C, H, W) in [0, 1] -> LR frames (T, C, *lr_size) in [0, 1] (8-bit values)."""
-    from wantrain.data.degrade import codec_compress
-
     h, w = frames.shape[-2:]
     ks = cfg.kernel_size
     f = filter_frames(frames, random_kernel(list(cfg.kernel_list), list(cfg.kernel_prob), ks, cfg.blur_sigma,
@@ -184,8 +181,6 @@ def real_degrade(hr: torch.Tensor, scale: int, cfg: RealDegradeConfig, fallback_
                  generator: torch.Generator | None = None) -> torch.Tensor:
     """HR clips (B, C, T, H, W) in [-1, 1] -> LR (B, C, T, H/scale, W/scale) in [-1, 1]; each clip is degraded
     by the pipeline with probability cfg.prob (one parameter set for all its frames), else plainly downsampled."""
-    from wantrain.data.degrade import downsample
-
     b, c, t, h, w = hr.shape
     if h % scale or w % scale:
         raise ValueError(f"frame size {(h, w)} is not divisible by {scale}: crop or resize first")

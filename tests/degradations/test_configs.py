@@ -11,8 +11,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from wantrain.data.degrade import DegradeConfig, downsample, usm_sharpen
-from wantrain.data.degrade_real import RealDegradeConfig
+from wantrain.degradations.ops import downsample, usm_sharpen
+from wantrain.degradations.pipeline import DegradeConfig
+from wantrain.degradations.real import RealDegradeConfig
 
 
 def _degrade_config(cfg) -> DegradeConfig:

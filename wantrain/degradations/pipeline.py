@@ -1,0 +1,83 @@
+"""HR -> LR degradation for upsampler training: first order (blur, downsample, noise, JPEG, codec) or the Real-ESRGAN
+second order (`real`), then noise augmentation.
+
+Pure functions on videos (B, C, T, H, W) in [-1, 1]; randomness only from the given torch.Generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from wantrain.degradations.ops import add_noise, codec_compress, downsample, gaussian_blur, jpeg_compress, noise_augment
+from wantrain.degradations.real import RealDegradeConfig, real_degrade
+
+
+def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None) -> torch.Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=generator)
+
+
+@dataclass
+class DegradeConfig:
+    """Parameters of `degrade` (probabilities per clip; ranges sampled uniformly)."""
+
+    scale: int = 2
+    mode: str = "area"
+    blur_prob: float = 0.0
+    blur_sigma: tuple[float, float] = (0.2, 1.2)
+    noise_prob: float = 0.0
+    noise_sigma: tuple[float, float] = (0.0, 0.04)
+    jpeg_prob: float = 0.0
+    jpeg_quality: tuple[int, int] = (40, 95)
+    codec_prob: float = 0.0
+    codec_crf: tuple[int, int] = (18, 32)
+    noise_aug_max: float = 0.0
+    real: RealDegradeConfig | dict | None = None  # the Real-ESRGAN second-order pipeline instead of blur+downsample
+
+    def __post_init__(self) -> None:
+        if isinstance(self.real, dict) or (self.real is not None and not isinstance(self.real, RealDegradeConfig)):
+            self.real = RealDegradeConfig.from_dict(dict(self.real))
+
+
+def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
+            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """HR (B, C, T, H, W) -> (LR (B, C, T, H/s, W/s), noise-augmentation level (B,) in [0, 1]).
+
+    LR is in [-1, 1] except for the (unclamped, Imagen-style) Gaussian noise augmentation.
+
+    Order (Real-ESRGAN first order): blur -> downsample -> noise -> JPEG -> codec -> noise augmentation;
+    with `cfg.real` the second-order pipeline (`real.real_degrade`) replaces blur -> downsample.
+    """
+    cfg = cfg or DegradeConfig()
+    b = hr.shape[0]
+
+    def pick(p: float) -> torch.Tensor:
+        return torch.rand(b, generator=generator) < p
+
+    x = hr
+    if cfg.real is not None:
+        x = real_degrade(x, cfg.scale, cfg.real, cfg.mode, generator)
+    else:
+        if cfg.blur_prob > 0:
+            on = pick(cfg.blur_prob)
+            sigma = _uniform(b, *cfg.blur_sigma, generator) * on
+            x = torch.where(on.to(x.device)[:, None, None, None, None], gaussian_blur(x, sigma), x) if on.any() else x
+        x = downsample(x, cfg.scale, cfg.mode)
+    if cfg.noise_prob > 0:
+        sigma = _uniform(b, *cfg.noise_sigma, generator) * pick(cfg.noise_prob)
+        x = add_noise(x, sigma, generator)
+    if cfg.jpeg_prob > 0:
+        on = pick(cfg.jpeg_prob)
+        q = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (b,), generator=generator)
+        if on.any():
+            x = torch.where(on.to(x.device)[:, None, None, None, None], jpeg_compress(x, q), x)
+    if cfg.codec_prob > 0:
+        on = pick(cfg.codec_prob)
+        crf = torch.randint(cfg.codec_crf[0], cfg.codec_crf[1] + 1, (b,), generator=generator)
+        if on.any():
+            x = torch.where(on.to(x.device)[:, None, None, None, None], codec_compress(x, crf), x)
+    level = _uniform(b, 0.0, cfg.noise_aug_max, generator) if cfg.noise_aug_max > 0 else torch.zeros(b)
+    if cfg.noise_aug_max > 0:
+        x = noise_augment(x, level, generator)
+    return x, level.to(hr.device)
