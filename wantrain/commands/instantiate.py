@@ -20,8 +20,19 @@ def instantiate_group(group: DictConfig | None) -> list[Any]:
     return [instantiate(node) for node in group.values() if node is not None and "_target_" in node]
 
 
+# DDP strategies and their unused-parameter twins: image steps (T = 1) give the temporal layers no gradient
+FIND_UNUSED = {"ddp": "ddp_find_unused_parameters_true", "ddp_spawn": "ddp_spawn_find_unused_parameters_true"}
+
+
 def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
-    """A Trainer from `cfg.trainer` with the configured callbacks (plus `extra_callbacks`) and loggers."""
+    """A Trainer from `cfg.trainer` with the configured callbacks (plus `extra_callbacks`) and loggers; plain DDP
+    becomes DDP that looks for unused parameters when image shards are mixed in (said in one line)."""
+    strategy = overrides.get("strategy", cfg.trainer.get("strategy"))
+    data = cfg.get("data") or {}
+    if data.get("image_shards") and isinstance(strategy, str) and strategy in FIND_UNUSED:
+        overrides["strategy"] = FIND_UNUSED[strategy]
+        print(f"trainer.strategy={FIND_UNUSED[strategy]}: data.image_shards adds image steps (T = 1), which leave the "
+              "UNet's temporal layers without gradient", flush=True)
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = [*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])]
     if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
