@@ -25,15 +25,17 @@ from wantrain.nets.freeze import freeze
 from wantrain.nets.lora import add_lora, load_lora_state, lora_settings, lora_state_dict, merge_lora, read_lora
 
 DIFFUSION, UPSAMPLER = "diffusion", "upsampler"
-KIND_OF_TARGET = {
-    "wantrain.training.video_diffusion.VideoDiffusionModule": DIFFUSION,
-    "wantrain.training.upsampler.UpsamplerModule": UPSAMPLER,
-}
+# the self-describing model entry `fit` writes into every checkpoint (`model_entry`): inference reads only it
+MODEL_ENTRY, ENTRY_FORMAT = "wantrain_model", 1
+ENTRY_HPARAMS = ("sampling", "timestep_buckets", "stage", "base_size", "validation")  # what model_config reads
 EXPORT_CONFIG = "config.json"  # in every exported model folder
 EXPORT_WEIGHTS = "model.safetensors"  # the model's one state dict, beside config.json
 EXPORT_INDEX = "wantrain_export.json"  # in an export root holding a base model and its upsampler stages
-# checkpoint key prefixes of the one state dict: EMA copy, raw weights
-STATE_PREFIXES = {DIFFUSION: {"ema": "ema.module.", "raw": "model."},
+# Checkpoints written before the model entry (format 0) are read from their run config: the module class path
+# gives the kind, and the weights sit under these state-dict prefixes (EMA copy, raw weights).
+LEGACY_KINDS = {"wantrain.training.video_diffusion.VideoDiffusionModule": DIFFUSION,
+                "wantrain.training.upsampler.UpsamplerModule": UPSAMPLER}
+LEGACY_WEIGHTS = {DIFFUSION: {"ema": "ema.module.", "raw": "model."},
                   UPSAMPLER: {"ema": "ema.module.", "raw": "generator."}}
 
 
@@ -151,30 +153,51 @@ def model_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dic
     return upsampler_config(model["generator"], stage, lr_size, model.get("validation") or hparams.get("validation"))
 
 
+def model_entry(kind: str, run: dict[str, Any], hparams: dict[str, Any], weights: dict[str, str]) -> dict[str, Any]:
+    """A checkpoint's self-describing model entry (format 1): the kind, the config inference rebuilds the network
+    from (`model_config`), the state-dict prefix of each set of weights ({"ema": ..., "raw": ...}), LoRA settings."""
+    lora = dict((run.get("model") or {}).get("lora") or {}) if kind == DIFFUSION else {}
+    return {"format": ENTRY_FORMAT, "kind": kind, "config": model_config(kind, run, hparams),
+            "weights": dict(weights), "lora": lora if lora.get("rank") is not None else None}
+
+
+def _legacy_entry(data: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The model entry of a checkpoint written before entries existed (format 0), from its run config."""
+    run = data.get("wantrain_config")
+    if not isinstance(run, dict) or "model" not in run:
+        raise WantrainError(f"{path} has neither a {MODEL_ENTRY} entry nor a wantrain_config (what `wantrain fit` "
+                            "stores in checkpoints); it cannot be rebuilt without Lightning")
+    target = run["model"].get("_target_", "")
+    kind = LEGACY_KINDS.get(target)
+    if kind is None:
+        raise WantrainError(f"{path} holds a {target!r} model; sample/test know {', '.join(LEGACY_KINDS)}")
+    entry = model_entry(kind, run, data.get("hyper_parameters") or {}, LEGACY_WEIGHTS[kind])
+    return {**entry, "format": 0}
+
+
 def read_checkpoint(path: Path, use_ema: bool = True) -> SavedModel:
-    """A Lightning .ckpt written by `wantrain fit` (weights_only load) -> SavedModel."""
+    """A Lightning .ckpt written by `wantrain fit` (weights_only load) -> SavedModel, rebuilt from its model entry."""
     data = load_torch_file(path, "checkpoint", "pass a .ckpt written by `wantrain fit` or an exported folder")
     if not isinstance(data, dict) or "state_dict" not in data:
         raise WantrainError(f"{path} is not a Lightning checkpoint (no state_dict); pass a .ckpt written by "
                             "`wantrain fit` or a folder written by `wantrain sample export=DIR`")
-    run = data.get("wantrain_config")
-    if not isinstance(run, dict) or "model" not in run:
-        raise WantrainError(f"{path} has no wantrain_config (the run config `wantrain fit` stores in checkpoints); "
-                            "it cannot be rebuilt without Lightning")
-    target = run["model"].get("_target_", "")
-    kind = KIND_OF_TARGET.get(target)
-    if kind is None:
-        raise WantrainError(f"{path} holds a {target!r} model; sample/test know {', '.join(KIND_OF_TARGET)}")
-    config = model_config(kind, run, data.get("hyper_parameters") or {})
-    config["source"] = {"checkpoint": str(path), "global_step": int(data.get("global_step", 0))}
+    entry = data.get(MODEL_ENTRY)
+    if entry is None:
+        entry = _legacy_entry(data, path)
+    elif not isinstance(entry, dict) or int(entry.get("format", -1)) not in range(1, ENTRY_FORMAT + 1):
+        found = entry.get("format") if isinstance(entry, dict) else type(entry).__name__
+        raise WantrainError(f"{path} has a {MODEL_ENTRY} entry of format {found}; this wantrain reads formats up to "
+                            f"{ENTRY_FORMAT}: upgrade wantrain (pip install -U wantrain)")
+    kind = entry["kind"]
+    config = {**entry["config"],
+              "source": {"checkpoint": str(path), "global_step": int(data.get("global_step", 0))}}
     weights_kind = "ema" if use_ema else "raw"
-    prefix = STATE_PREFIXES[kind][weights_kind]
+    prefix = entry["weights"][weights_kind]
     state = sub_state(data["state_dict"], prefix)
     if not state:
         raise WantrainError(f"{path} has no {'EMA ' if use_ema else ''}weights (keys {prefix}*)")
-    saved = SavedModel(kind, config, state, str(path), weights_kind, run)
-    settings = (run["model"].get("lora") or {}) if kind == DIFFUSION else {}
-    return merge_lora_of(saved, lora_settings(**settings)) if settings.get("rank") is not None else saved
+    saved = SavedModel(kind, config, state, str(path), weights_kind, data.get("wantrain_config"))
+    return merge_lora_of(saved, lora_settings(**entry["lora"])) if entry.get("lora") else saved
 
 
 def _with_lora(saved: SavedModel, settings: dict[str, Any]) -> VideoDiffusion:

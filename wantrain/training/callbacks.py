@@ -8,16 +8,19 @@ from datetime import timedelta
 from typing import Any
 
 import pytorch_lightning as pl
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from pytorch_lightning.utilities import grad_norm
 from torch import nn
 
+from wantrain.inference.checkpoints import ENTRY_HPARAMS, MODEL_ENTRY, model_entry
 from wantrain.training.lightning_private import last_saved_step, save_last_checkpoint
 
 
 class RunConfigInCheckpoint(pl.Callback):
-    """Stores the resolved run config in every checkpoint (`checkpoint["wantrain_config"]`), so a checkpoint
-    alone is enough to rebuild its model (`sample`, `test`)."""
+    """Stores the resolved run config (`checkpoint["wantrain_config"]`, for resuming and `test`) and the model entry
+    (`checkpoint["wantrain_model"]`: kind, network config, weight prefixes) in every checkpoint, so a checkpoint
+    alone is enough to rebuild its model without Lightning (`sample`, `test`, exports)."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
@@ -25,6 +28,12 @@ class RunConfigInCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         checkpoint["wantrain_config"] = self.config
+        kind = getattr(pl_module, "saved_kind", None)
+        if kind is not None:
+            # the hyperparameters `model_config` falls back on, as plain containers (weights_only loading)
+            hparams = {k: OmegaConf.to_container(v, resolve=True) if isinstance(v, (DictConfig, ListConfig)) else v
+                       for k, v in pl_module.hparams.items() if k in ENTRY_HPARAMS}
+            checkpoint[MODEL_ENTRY] = model_entry(kind, self.config, hparams, pl_module.weight_prefixes)
 
 
 class PeriodicCheckpoint(ModelCheckpoint):

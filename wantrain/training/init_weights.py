@@ -17,11 +17,10 @@ import torch
 from torch import nn
 
 from wantrain.errors import WantrainError
-from wantrain.inference.checkpoints import DIFFUSION, STATE_PREFIXES, UPSAMPLER, read_saved
+from wantrain.inference.checkpoints import read_saved
 from wantrain.io.weights import load_safetensors
 from wantrain.nets.trainable import name_matches
 
-TRAINED_NET = {"VideoDiffusionModule": ("model", DIFFUSION), "UpsamplerModule": ("generator", UPSAMPLER)}
 ADAPTER_PARTS = (".lora_A.", ".lora_B.", ".lora_embedding_", ".lora_magnitude_vector.")
 
 
@@ -70,13 +69,15 @@ def _strip(state: dict[str, torch.Tensor], prefixes: Sequence[str]) -> dict[str,
     return state
 
 
-def read_init_state(path: str | Path, kind: str, use_ema: bool) -> tuple[dict[str, torch.Tensor], str]:
-    """The source's state dict of the trained network (`kind`'s keys), and which weights it holds."""
+def read_init_state(path: str | Path, kind: str, use_ema: bool, prefixes: dict[str, str],
+                    ) -> tuple[dict[str, torch.Tensor], str]:
+    """The source's state dict of the trained network (`kind`'s keys), and which weights it holds; a bare
+    .safetensors state dict may carry the module's `prefixes` ({"ema": ..., "raw": ...})."""
     p = Path(str(path)).expanduser()
     if p.suffix == ".safetensors":
         state = load_safetensors(p, "init_from file", "pass a .ckpt, a run folder, an export or a .safetensors file")
         order = ("ema", "raw") if use_ema else ("raw", "ema")
-        return _strip(state, [STATE_PREFIXES[kind][w] for w in order]), "file"
+        return _strip(state, [prefixes[w] for w in order]), "file"
     saved = read_saved(p, "init_from", use_ema)
     if saved.kind != kind:
         raise WantrainError(f"init_from={path} holds a {saved.kind} model but this run trains a {kind} model: "
@@ -110,12 +111,11 @@ def init_weights(module: nn.Module, path: str | Path, use_ema: bool = True, stri
                  fresh: Sequence[str] | None = None) -> InitReport:
     """Load `path`'s weights into the module's trained network and its EMA copy; raise a one-line WantrainError
     on any missing / unexpected / shape-mismatched tensor when `strict` (else report them)."""
-    name = type(module).__name__
-    if name not in TRAINED_NET:
-        raise WantrainError(f"init_from works for {', '.join(TRAINED_NET)}, not {name}")
-    attr, kind = TRAINED_NET[name]
+    attr, kind = getattr(module, "trained_net", None), getattr(module, "saved_kind", None)
+    if attr is None or kind is None:
+        raise WantrainError(f"init_from works for wantrain's training modules, not {type(module).__name__}")
     net = getattr(module, attr)
-    source, weights = read_init_state(path, kind, use_ema)
+    source, weights = read_init_state(path, kind, use_ema, module.weight_prefixes)
     load, report = match_state(net, source, [str(f) for f in fresh or []])
     report.source, report.weights, report.net = str(path), weights, attr
     if not report.loaded:

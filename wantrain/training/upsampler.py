@@ -25,6 +25,7 @@ from wantrain.degradations.pipeline import DegradeConfig, degrade
 from wantrain.errors import WantrainError
 from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
 from wantrain.inference.cascade import upsample
+from wantrain.inference.checkpoints import UPSAMPLER
 from wantrain.inference.export import export_upsampler
 from wantrain.losses.adversarial import AdversarialLoss, GANSchedule, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
@@ -50,6 +51,10 @@ def _plain(value: Any) -> Any:
 class UpsamplerModule(pl.LightningModule):
     """Trains cascade stage `stage` (`+experiment=sr_stageN`): `generator` (an `UpsampleStage`) against
     `discriminator`; the EMA of the generator is validated through `inference.cascade.upsample` and exported."""
+
+    # what its checkpoints hold (the model entry `inference` reads): the trained network and its weights' prefixes
+    saved_kind, trained_net = UPSAMPLER, "generator"
+    weight_prefixes = {"ema": "ema.module.", "raw": "generator."}
 
     def __init__(
         self,

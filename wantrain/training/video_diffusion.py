@@ -18,6 +18,7 @@ from wantrain.diffusion.space import PIXELS, LatentSpace, Space, check_unet_chan
 from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.evaluation.video_metrics import psnr
+from wantrain.inference.checkpoints import DIFFUSION
 from wantrain.nets.lora import add_lora, lora_settings
 from wantrain.nets.trainable import set_trainable
 from wantrain.training.ema import TrainableEMA
@@ -29,6 +30,10 @@ from wantrain.training.sample_videos import SampleVideoWriter
 
 class VideoDiffusionModule(pl.LightningModule):
     """Trains `model` (a `VideoDiffusion`: UNet + fusion) on video clips; `ema` is its EMA copy for sampling."""
+
+    # what its checkpoints hold (the model entry `inference` reads): the trained network and its weights' prefixes
+    saved_kind, trained_net = DIFFUSION, "model"
+    weight_prefixes = {"ema": "ema.module.", "raw": "model."}
 
     def __init__(
         self,
