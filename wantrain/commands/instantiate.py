@@ -10,6 +10,7 @@ from lightning_fabric.plugins.environments import ClusterEnvironment, SLURMEnvir
 from omegaconf import DictConfig
 from pytorch_lightning.callbacks import LearningRateMonitor, ProgressBar
 
+from wantrain.ranks import local_rank, process_rank
 from wantrain.training.callbacks import ParameterSummary
 
 
@@ -31,8 +32,9 @@ def build_trainer(cfg: DictConfig, extra_callbacks: list[pl.Callback] | None = N
     data = cfg.get("data") or {}
     if data.get("image_shards") and isinstance(strategy, str) and strategy in FIND_UNUSED:
         overrides["strategy"] = FIND_UNUSED[strategy]
-        print(f"trainer.strategy={FIND_UNUSED[strategy]}: data.image_shards adds image steps (T = 1), which leave the "
-              "UNet's temporal layers without gradient", flush=True)
+        if process_rank()[0] == 0 and local_rank() == 0:  # once per launch (Lightning relaunches ranks)
+            print(f"trainer.strategy={FIND_UNUSED[strategy]}: data.image_shards adds image steps (T = 1), which leave "
+                  "the UNet's temporal layers without gradient", flush=True)
     loggers = instantiate_group(cfg.get("logger"))
     callbacks = [*instantiate_group(cfg.get("callbacks")), *(extra_callbacks or [])]
     if not overrides.get("enable_progress_bar", cfg.trainer.get("enable_progress_bar", True)):
