@@ -15,6 +15,8 @@ from in_process import run_main
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+# the other READMEs: their links are checked too (their command lines are not part of this test)
+LINKED = [*DOCS, REPO / "data" / "README.md", REPO / "slurm" / "README.md"]
 
 # Shell programs of the documented command lines that are not Hydra apps, each with what checks it instead. A fenced
 # `bash` line that is neither a wantrain invocation, an sbatch of slurm/*.sbatch, nor one of these fails the test:
@@ -253,7 +255,7 @@ def anchors(path: Path) -> set[str]:
     return found
 
 
-@pytest.mark.parametrize("path", DOCS, ids=[str(p.relative_to(REPO)) for p in DOCS])
+@pytest.mark.parametrize("path", LINKED, ids=[str(p.relative_to(REPO)) for p in LINKED])
 def test_links_between_documents_resolve(path: Path):
     """Every relative link `[..](FILE#ANCHOR)` names an existing file and one of its headings."""
     broken = []
