@@ -113,15 +113,35 @@ def split_argv(argv: Sequence[str]) -> tuple[str, str | None, list[str]]:
 BENCH_KEYS = ("bench", "out_dir", "run_name", "run_dir", "seed", "hydra", "paths")
 
 
+# Hydra's flags that take the next argument as their value (`--cfg job`); --info's value is optional
+VALUE_FLAGS = ("--cfg", "-c", "--package", "-p", "--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
+               "--experimental-rerun")
+INFO_VALUES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
 def plan_overrides(overrides: Sequence[str]) -> list[str]:
     """`bench plan` plans a training config: its training overrides (+experiment=NAME, trainer=fsdp,
-    data.batch_size=8) travel as one `bench.overrides=[...]`; bench.* and Hydra flags stay."""
-    own = [o for o in overrides if o.startswith("-") or re.split(r"[.=]", o.lstrip("+~"), maxsplit=1)[0] in BENCH_KEYS]
-    train = [o for o in overrides if o not in own]
+    data.batch_size=8) travel as one `bench.overrides=[...]`; bench.* overrides stay, and Hydra's flags (with their
+    values) go last, after every override."""
+    flags: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(overrides):
+        item, value = overrides[i], overrides[i + 1] if i + 1 < len(overrides) else None
+        if not item.startswith("-"):
+            rest.append(item)
+        else:
+            flags.append(item)
+            if value is not None and (item in VALUE_FLAGS or (item in ("--info", "-i") and value in INFO_VALUES)):
+                flags.append(value)
+                i += 1
+        i += 1
+    own = [o for o in rest if re.split(r"[.=]", o.lstrip("+~"), maxsplit=1)[0] in BENCH_KEYS]
+    train = [o for o in rest if o not in own]
     if not train:
-        return own
+        return [*own, *flags]
     quoted = ",".join("'" + o.replace("\\", "\\\\").replace("'", "\\'") + "'" for o in train)
-    return [*own, f"bench.overrides=[{quoted}]"]
+    return [*own, f"bench.overrides=[{quoted}]", *flags]
 
 
 def check_experiments(overrides: Sequence[str]) -> None:

@@ -4,6 +4,7 @@ no `__main__.log`, and a bench table that stays readable when stdout is not a te
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from hydra.utils import instantiate
 
 from wantrain.__main__ import COMMANDS, main, trainer_overrides
 from wantrain.config_tree import config_dir, list_experiments
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -47,7 +50,7 @@ def test_fit_help_is_wantrains_own(cli, flag):
     for experiment in list_experiments():
         assert f"  {experiment} " in out
     for key in ("run_dir=", "seed=0", "ckpt_path=auto", "data.KEY=VALUE", "model.KEY=VALUE", "trainer.KEY=VALUE",
-                "examples:", "README.md", "--cfg job"):
+                "examples:", "docs/training.md", "--cfg job"):
         assert key in out, key
     assert "batch_size" in out  # data keys are listed
 
@@ -56,7 +59,9 @@ def test_fit_help_is_wantrains_own(cli, flag):
 def test_every_command_has_a_help_page(cli, name):
     code, out, _ = cli(name, "--help")
     assert code == 0 and out.startswith(f"usage: python -m wantrain {name}")
-    assert "examples:" in out and "README.md" in out
+    assert "examples:" in out
+    pages = re.findall(r"docs/[a-z-]+\.md", out.splitlines()[-1])  # "More in docs/....md": pages that exist
+    assert pages and all((REPO / page).is_file() for page in pages), out.splitlines()[-1]
     for action in COMMANDS[name].actions:
         assert f"  {action}" in out
 

@@ -42,14 +42,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-README_SECTIONS: dict[str, str] = {
-    "fit": '"The main job", "Fine-tuning", "Configuration", "GPUs, DDP, bf16", "SLURM"',
-    "validate": '"The main job", "Configuration"',
-    "test": '"Sampling, export and evaluation" (`test` options)',
-    "sample": '"Sampling, export and evaluation" (`sample` options)',
-    "encode": '"Caching the frozen encoders"',
-    "bench": '"Benchmarks"',
-    "shards": '"Your own data"',
+DOCS: dict[str, str] = {  # where each command is documented (docs/ by topic)
+    "fit": "docs/training.md, docs/fine-tuning.md, docs/configuration.md, docs/scaling.md (GPUs, SLURM)",
+    "validate": "docs/training.md, docs/configuration.md",
+    "test": "docs/sampling.md (`test` options)",
+    "sample": "docs/sampling.md (`sample` options)",
+    "encode": "docs/data.md (Caching the frozen encoders)",
+    "bench": "docs/benchmarks.md",
+    "shards": "docs/data.md (Your own data)",
 }
 
 GROUP_KEYS: dict[str, str] = {
@@ -199,5 +199,5 @@ def command_help(name: str, summary: str, config_name: str, actions: tuple[str, 
     lines += ["", "examples:", *(f"  {e}" for e in EXAMPLES.get(name, ()))]
     lines += ["", "Hydra's flags work as usual: --cfg job [--resolve] prints the composed config and exits; -m runs a "
               "sweep;", "--hydra-help shows Hydra's own help.",
-              f"More in README.md: {README_SECTIONS.get(name, 'Commands')}."]
+              f"More in {DOCS.get(name, 'README.md (Commands)')}."]
     return "\n".join(lines)
