@@ -191,9 +191,11 @@ class UpsamplerModule(pl.LightningModule):
         cfg = self.degrade_cfg if train else dataclasses.replace(self.degrade_cfg, noise_aug_max=0.0)
         usm = dict(self.hparams.usm or {})
         degrade_sharpened = bool(usm.pop("degrade_sharpened", True))
-        target = usm_sharpen(hr, **usm) if self.hparams.usm else hr
-        lr, level = degrade(target if train and degrade_sharpened else hr, cfg, generator)
-        return lr, level, hr, target
+        # data operations, in float32 outside bf16 autocast (grouped conv3d under CPU bf16 autocast takes minutes)
+        with torch.autocast(hr.device.type, enabled=False):
+            target = usm_sharpen(hr.float(), **usm).to(hr.dtype) if self.hparams.usm else hr
+            lr, level = degrade((target if train and degrade_sharpened else hr).float(), cfg, generator)
+        return lr.to(hr.dtype), level, hr, target
 
     # --- training -----------------------------------------------------------------------------------
 
