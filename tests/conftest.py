@@ -12,6 +12,18 @@ import pytest
 from in_process import run_main
 
 REPO = Path(__file__).resolve().parents[1]
+NOT_QUICK = ("slow", "ddp", "slurm", "gpu")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tiers: every test without a `slow`/`ddp`/`slurm`/`gpu` marker is `quick` (`pytest -m quick`, the inner loop).
+    Under pytest-xdist (`-n 2 --dist loadgroup`) the `slurm` tests share one worker: each holds both CPUs of the
+    local cluster's one node, so two at once would queue behind each other and run out of their time limits."""
+    for item in items:
+        if not any(item.get_closest_marker(name) for name in NOT_QUICK):
+            item.add_marker(pytest.mark.quick)
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
 
 
 @pytest.fixture(scope="session")

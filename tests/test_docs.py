@@ -26,7 +26,7 @@ NOT_HYDRA = {
     ".venv/bin/pip": "the install command (.ci/run runs it)",
     "pip": "installs an extra (`pip install -e '.[slurm]'`)",
     ".venv/bin/ruff": "the lint command (.ci/run runs it)",
-    ".venv/bin/python -m pytest": "the test command (.ci/run runs it)",
+    ".venv/bin/python -m pytest": "the test command (.ci/run runs it) and its tiers",
     "scripts/gpu-check.sh": "a shell script of wantrain launches; tests/test_gpu_check.py runs it on CPU",
     "tensorboard": "TensorBoard's own CLI",
     "sudo": "`sudo bash slurm/local-cluster.sh start`: the local SLURM cluster (.ci/run starts it)",
@@ -159,7 +159,9 @@ def test_the_documents_show_the_commands():
     readme = (REPO / "README.md").read_text()
     # the install and test commands .ci/run runs, exactly
     assert "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'" in readme
-    assert ".venv/bin/ruff check .\n" in readme and ".venv/bin/python -m pytest\n" in readme
+    ci_test = next(line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()
+                   if line.strip().startswith(".venv/bin/python -m pytest"))
+    assert ".venv/bin/ruff check .\n" in readme and f"\n{ci_test}\n" in readme
 
 
 def hydra_ready(args: list[str]) -> list[str]:

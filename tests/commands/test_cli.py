@@ -1,4 +1,6 @@
-"""The command line as a user meets it: help, one-line errors with exit code 2, config from an installed wheel."""
+"""The command line as a user meets it: help, one-line errors with exit code 2, config from an installed wheel.
+Help and error paths call the CLI's own `main()` in this process (same argv parsing, Hydra run and error printing
+as `python -m wantrain`); one error and the installed wheel run as real processes."""
 
 from __future__ import annotations
 
@@ -8,21 +10,41 @@ from pathlib import Path
 
 import pytest
 
-from wantrain.__main__ import COMMANDS
+from wantrain.__main__ import COMMANDS, main
 from wantrain.config_tree import list_experiments
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_no_arguments_prints_commands_and_experiments(wantrain_cli, tmp_path):
+@pytest.fixture
+def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    """`python -m wantrain ARGS` in this process from tmp_path: (exit code, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["wantrain"])
+    for key in ("WANTRAIN_RUN_STAMP", "WANTRAIN_ROOT", "SLURM_JOB_ID"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+
+    def run(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return int(code or 0), out, err
+    return run
+
+
+def test_no_arguments_prints_commands_and_experiments(cli):
     for args in ([], ["--help"]):
-        result = wantrain_cli(args, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
+        code, out, err = cli(*args)
+        assert code == 0, err
         for name in [*COMMANDS, *list_experiments()]:
-            assert name in result.stdout
+            assert name in out
 
 
-@pytest.mark.parametrize("args, expected", [
+BAD_LINES = [
     (["trian"], "unknown command 'trian'"),
     (["fit", "+experiment=no_such_thing"], "unknown experiment 'no_such_thing'"),
     (["fit", "model.no_such_key=1"], "bad override"),
@@ -30,8 +52,21 @@ def test_no_arguments_prints_commands_and_experiments(wantrain_cli, tmp_path):
     (["fit", "trainer.max_steps=[1"], "bad override"),
     (["bench", "nothing"], "needs an action"),
     (["fit", "data=shards", "data.train_shards=/data/{00000..00003}.tar"], "quote values with braces"),
-])
-def test_bad_command_lines_fail_in_one_line_with_code_2(wantrain_cli, tmp_path, args, expected):
+]
+
+
+@pytest.mark.parametrize("args, expected", BAD_LINES)
+def test_bad_command_lines_fail_in_one_line_with_code_2(cli, tmp_path, args, expected):
+    code, _, err = cli(*args)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("args, expected", [BAD_LINES[0], BAD_LINES[2]])
+def test_bad_command_lines_in_a_real_process(wantrain_cli, tmp_path, args, expected):
+    """As a user sees it: imports included, nothing else on stderr (before Hydra, and from Hydra's own parser)."""
     result = wantrain_cli(args, cwd=tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -39,25 +74,17 @@ def test_bad_command_lines_fail_in_one_line_with_code_2(wantrain_cli, tmp_path, 
     assert not (tmp_path / "runs").exists()
 
 
-def test_unset_mandatory_value_is_named_in_one_line(wantrain_cli, tmp_path):
-    result = wantrain_cli(["fit", "data=shards", "print_config=false"], cwd=tmp_path)
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines()[-1] == (
+def test_unset_mandatory_value_is_named_in_one_line(cli):
+    code, _, err = cli("fit", "data=shards", "print_config=false")
+    assert code == 2
+    assert err.strip().splitlines()[-1] == (
         "wantrain: error: data.train_shards is not set (it is ??? in the config); pass data.train_shards=VALUE")
 
 
-def test_missing_shards_are_named_in_one_line(wantrain_cli, tmp_path):
-    result = wantrain_cli(["fit", "data=shards", f"data.train_shards='{tmp_path}/none/{{00000..00003}}.tar'",
-                           "print_config=false"], cwd=tmp_path)
-    assert result.returncode == 1
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("wantrain: error: data.train_shards:") and f"{tmp_path}/none/00000.tar" in last
-
-
-def test_sample_without_inputs_says_what_to_pass_in_one_line(wantrain_cli, tmp_path):
-    result = wantrain_cli(["sample"], cwd=tmp_path)
-    assert result.returncode == 1
-    assert result.stderr.strip().splitlines()[-1].startswith("wantrain: error: nothing to sample: pass image=PATH")
+def test_sample_without_inputs_says_what_to_pass_in_one_line(cli):
+    code, _, err = cli("sample")
+    assert code == 1
+    assert err.strip().splitlines()[-1].startswith("wantrain: error: nothing to sample: pass image=PATH")
 
 
 def test_config_tree_is_found_from_an_installed_wheel(tmp_path):

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from wantrain.__main__ import main
 
@@ -105,7 +106,8 @@ NOISE = ("💡", "litlogger", "anonymous setting", "LeafSpec", "IterableDataset"
 @pytest.mark.slow
 def test_fit_prints_no_third_party_noise(wantrain_cli, data_dir, tmp_path):
     """A short default fit (wandb offline as without a login) prints wantrain's lines and Lightning's device lines,
-    none of the known advertisement / deprecation / warning lines, and closes with the run folder."""
+    none of the known advertisement / deprecation / warning lines, and closes with the run folder; it leaves a
+    checkpoint, config.yaml and one CSV log (the i2v_tiny case of test_fit_experiments.py)."""
     result = wantrain_cli(["fit", f"paths.data_dir={data_dir}", "run_name=q", "print_config=false",
                            "trainer.max_steps=2", "data.samples_per_epoch=4", "data.batch_size=2",
                            "trainer.limit_val_batches=1", "model.sampling.num_steps=2"],
@@ -116,3 +118,9 @@ def test_fit_prints_no_third_party_noise(wantrain_cli, data_dir, tmp_path):
     assert "VideoDiffusionModule: part   trainable  not trained" in output
     assert f"run folder {tmp_path}/runs/q: checkpoints/last.ckpt" in output
     assert "wandb sync" in output
+    # the bare fit is i2v_tiny: the checks of tests/commands/test_fit_experiments.py on this launch
+    run_dir = tmp_path / "runs" / "q"
+    checkpoint = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] >= 2
+    assert checkpoint["wantrain_config"]["model"]["_target_"].startswith("wantrain.training.")
+    assert (run_dir / "config.yaml").is_file() and len(list(run_dir.glob("csv/*/metrics.csv"))) == 1

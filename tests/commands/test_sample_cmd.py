@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import av
@@ -24,25 +23,18 @@ FIT_COMMON = ["trainer.max_steps=3", "data.samples_per_epoch=6", "data.batch_siz
 SAMPLE_FAST = ["steps=2"]
 
 
-def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m wantrain ARGS` in a subprocess (the conftest's `wantrain_cli` is function-scoped)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WANTRAIN_", "SLURM_", "RANK", "WORLD_SIZE"))}
-    env.update({"PYTHONUNBUFFERED": "1", "WANDB_MODE": "disabled"})
-    return subprocess.run([sys.executable, "-m", "wantrain", *args], cwd=cwd, env=env, text=True,
-                          capture_output=True, timeout=600)
-
-
-def train_tiny_stages(run, data_dir: Path, root: Path) -> dict[str, Path]:
-    """Train the tiny base (8×32×32) and a ×2 stage (32→64) once per test session (cached under `root`)."""
+def train_tiny_stages(data_dir: Path, root: Path) -> dict[str, Path]:
+    """Train the tiny base (8×32×32) and a ×2 stage (32→64) once per test session (cached under `root`), through the
+    CLI's `main()` in this process: the fits are not about process boundaries, and the imports are paid already."""
     done = root / "done"
     if not done.exists():
         root.mkdir(parents=True, exist_ok=True)
         jobs = [["fit", "+experiment=i2v_tiny", "run_name=base", "model.sampling.every_n_steps=0"],
                 ["fit", "+experiment=sr_tiny", "run_name=sr", "model.validation.every_n_steps=0"]]
-        with ThreadPoolExecutor(2) as pool:
-            results = list(pool.map(lambda a: run([*a, f"paths.data_dir={data_dir}", *FIT_COMMON], cwd=root), jobs))
-        for result in results:
-            assert result.returncode == 0, result.stderr[-3000:]
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("WANDB_MODE", "disabled")
+            for job in jobs:
+                assert run_main([*job, f"paths.data_dir={data_dir}", *FIT_COMMON], root) == 0, job
         done.touch()
     return {"base": root / "runs/base/checkpoints/last.ckpt", "sr": root / "runs/sr/checkpoints/last.ckpt",
             "data_dir": data_dir}
@@ -50,7 +42,7 @@ def train_tiny_stages(run, data_dir: Path, root: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def stages(data_dir, tmp_path_factory):
-    return train_tiny_stages(run_cli, data_dir, tmp_path_factory.getbasetemp() / "tiny-stages")
+    return train_tiny_stages(data_dir, tmp_path_factory.getbasetemp() / "tiny-stages")
 
 
 @pytest.fixture(scope="module")

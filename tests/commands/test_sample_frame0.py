@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from in_process import run_main  # the in-process CLI
 from PIL import Image
-from test_sample_cmd import SAMPLE_FAST, frames_of, run_cli, train_tiny_stages
+from test_sample_cmd import SAMPLE_FAST, frames_of, train_tiny_stages
 
 from wantrain.inference.media import read_image
 
 
 @pytest.mark.slow  # two tiny sample runs (plus the session's tiny stages, when test_sample_cmd did not train them)
 def test_frame0_keep_writes_the_input_frame_and_the_ramp_is_recorded(data_dir, tmp_path_factory, tmp_path):
-    stages = train_tiny_stages(run_cli, data_dir, tmp_path_factory.getbasetemp() / "tiny-stages")
+    stages = train_tiny_stages(data_dir, tmp_path_factory.getbasetemp() / "tiny-stages")
     pixels = np.zeros((32, 32, 3), np.uint8)
     pixels[8:24, 4:20] = (220, 40, 30)
     image = tmp_path / "first.png"

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 from in_process import run_main
-from test_sample_cmd import run_cli, train_tiny_stages  # the same cached tiny checkpoints (one training per session)
+from test_sample_cmd import train_tiny_stages  # the same cached tiny checkpoints (one training per session)
 
 
 @pytest.fixture(scope="module")
 def stages(data_dir, tmp_path_factory):
-    return train_tiny_stages(run_cli, data_dir, tmp_path_factory.getbasetemp() / "tiny-stages")
+    return train_tiny_stages(data_dir, tmp_path_factory.getbasetemp() / "tiny-stages")
 
 
 def test_command(*overrides: str) -> list[str]:

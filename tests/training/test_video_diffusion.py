@@ -128,7 +128,12 @@ def test_sampling_runs_the_frozen_encoders_once_per_call(tiny_cfg):
 
 
 @pytest.mark.slow
-def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir, tmp_path):
+def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, wantrain_main, data_dir, tmp_path, capsys,
+                                                        monkeypatch):
+    """The first fit is a real launch, as a user starts it; the resume, the validation and the finished run's refusal
+    go through the CLI's `main()` in this process (the same argv, Hydra run and checkpoint files)."""
+    monkeypatch.setenv("WANDB_MODE", "disabled")  # as wantrain_cli launches it
+    in_process = ["logger=csv"]  # a (disabled) wandb run would outlive main() in this process, unlike a launch
     common = [f"paths.data_dir={data_dir}", "run_name=r", "data.samples_per_epoch=8", "data.batch_size=2",
               "data.num_workers=0", "trainer.limit_val_batches=1", "model.sampling.every_n_steps=1",
               "model.sampling.num_steps=2", "callbacks.model_checkpoint.every_n_train_steps=3", "print_config=false",
@@ -152,19 +157,22 @@ def test_fit_writes_checkpoints_and_samples_then_resumes(wantrain_cli, data_dir,
     frames = reader.get_frames(list(range(8)))
     assert frames.shape == (8, 2 * 32, 2 * 32, 3)  # 2 clips stacked, truth | sample side by side
 
-    again = wantrain_cli(["fit", "trainer.max_steps=6", *common], cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
+    capsys.readouterr()
+    code = wantrain_main(["fit", "trainer.max_steps=6", *common, *in_process], tmp_path)
+    assert code == 0, capsys.readouterr().err[-3000:]
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)
     assert state["global_step"] == 6
     assert state["wantrain_config"]["run_dir"] == str(run_dir)
 
-    validated = wantrain_cli(["validate", f"ckpt_path={run_dir}/checkpoints/last.ckpt", *common], cwd=tmp_path)
-    assert validated.returncode == 0, validated.stderr[-3000:]
-    assert "val/loss" in validated.stdout
+    capsys.readouterr()
+    code = wantrain_main(["validate", f"ckpt_path={run_dir}/checkpoints/last.ckpt", *common, *in_process],
+                         tmp_path)
+    validated = capsys.readouterr()
+    assert code == 0, validated.err[-3000:]
+    assert "val/loss" in validated.out
 
-    done = wantrain_cli(["fit", "trainer.max_steps=6", *common], cwd=tmp_path)
-    assert done.returncode == 1
-    assert "already finished" in done.stderr.strip().splitlines()[-1]
+    assert wantrain_main(["fit", "trainer.max_steps=6", *common, *in_process], tmp_path) == 1
+    assert "already finished" in capsys.readouterr().err.strip().splitlines()[-1]
     assert not any(Path(run_dir / "checkpoints").glob("*.tmp-*"))
     assert not any(Path(run_dir / "checkpoints").glob("last-v*.ckpt"))
 
