@@ -92,6 +92,15 @@ def test_min_snr_is_the_papers_weight_and_keeps_the_pure_noise_step(prediction_t
         assert abs(w[500].item() - 0.24) < 0.01  # t=500: 0.24 (min(SNR+1, g)/(SNR+1) gave 1.00)
 
 
+def test_min_snr_weight_has_no_data_dependent_shapes() -> None:
+    """`bench plan` traces the loss with fake tensors, and a boolean-mask index would sync the GPU every step."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    s = NoiseSchedule(rescale_betas_zero_snr=True, prediction_type="v_prediction", weighting="min_snr")
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        assert s.weight(torch.randint(0, 1000, (4,))).shape == (4,)
+
+
 def test_offset_noise_and_seeds() -> None:
     x0 = torch.zeros(64, 3, 4, 8, 8)
     plain = NoiseSchedule().noise_like(x0, torch.Generator().manual_seed(0))

@@ -74,7 +74,8 @@ def loss_weight(
     if weighting not in ("min_snr", "min_snr_gamma"):
         raise ValueError(f"loss weighting must be 'uniform' or 'min_snr', got {weighting!r}")
     every = alphas_cumprod.float() / (1 - alphas_cumprod.float())
-    floor = every[every > 0].min()
+    # masked min, not every[every > 0]: boolean indexing syncs the GPU each step and cannot be traced (bench plan)
+    floor = torch.where(every > 0, every, torch.full_like(every, float("inf"))).min()
     s = snr(t, alphas_cumprod)
     s = torch.where(s > 0, s, floor.to(s.device))
     clipped = torch.minimum(s, torch.full_like(s, gamma))
