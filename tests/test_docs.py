@@ -190,7 +190,7 @@ def training_overrides(args: list[str]) -> list[str] | None:
     training overrides, to compose against `fit`'s config as well; None when there are none."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from wantrain.__main__ import plan_overrides
+    from wantrain.commands.argv import plan_overrides
 
     if args[:1] != ["bench"]:
         return None

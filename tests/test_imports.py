@@ -9,11 +9,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 # DESIGN.md's layers, lowest first; a module may import its own layer and those below it
 LAYERS = [
-    {"errors", "ranks", "io"},
+    {"errors", "ranks", "io", "schema"},
     {"nets", "diffusion", "encoders", "losses", "data", "degradations"},
     {"inference", "evaluation"},
     {"training"},
-    {"config_tree"},  # the conf/ tree and its resolvers (Hydra)
+    {"config_tree", "config_schema"},  # the conf/ tree, its resolvers and its schema (Hydra)
     {"benchmarks"},
     {"commands", "__main__"},
 ]

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from wantrain.__main__ import plan_overrides
 from wantrain.benchmarks import plan
 from wantrain.benchmarks.plan_trace import trace_step
 from wantrain.benchmarks.plan_validate import builder
+from wantrain.commands.argv import plan_overrides
 
 MIB = 2**20
 MID = ["model.unet.model_channels=64", "model.unet.norm_groups=32"]

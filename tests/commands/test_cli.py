@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wantrain.__main__ import COMMANDS, main
+from wantrain.commands.cli import main
+from wantrain.commands.registry import COMMANDS
 from wantrain.config_tree import list_experiments
 
 REPO = Path(__file__).resolve().parents[2]

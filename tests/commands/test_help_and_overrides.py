@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
-from wantrain.__main__ import COMMANDS, main, trainer_overrides
+from wantrain.commands.argv import trainer_overrides
+from wantrain.commands.cli import main
+from wantrain.commands.registry import COMMANDS
 from wantrain.config_tree import config_dir, list_experiments
 
 REPO = Path(__file__).resolve().parents[2]

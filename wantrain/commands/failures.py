@@ -11,29 +11,17 @@ from hydra.errors import InstantiationException
 
 from wantrain.errors import WantrainError
 
-_UNEXPECTED = re.compile(r"unexpected keyword argument '([^']+)'")
-_MISSING = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: (.+)$")
-
 
 def _from_instantiation(err: InstantiationException) -> BaseException:
-    """The error to show for a failed `hydra.utils.instantiate` (unknown keys, missing keys, bad values)."""
+    """The error to show for a failed `hydra.utils.instantiate`. Unknown and missing keys never get here (the config
+    schema checks every `_target_` node's keys against its signature first); what is left is a constructor refusing
+    a value: its own message (a WantrainError names the key and the fix), or the first line of a ValueError,
+    TypeError or KeyError (wantrain's constructors name the key in it)."""
     cause = err.__cause__
-    text = str(err)
-    match = re.search(r"full_key: (\S+)", text)
-    key = match.group(1) if match else "the config"
     if isinstance(cause, (WantrainError, FileNotFoundError)):
         return cause
-    message = str(cause).splitlines()[0] if cause is not None and str(cause) else text.splitlines()[0]
-    if isinstance(cause, TypeError):
-        unknown = _UNEXPECTED.search(message)
-        if unknown:
-            return WantrainError(f"unknown config key {key}.{unknown.group(1)}: remove it or fix its spelling "
-                                 f"(`python -m wantrain fit --cfg job` shows the valid keys of {key})")
-        missing = _MISSING.search(message)
-        if missing:
-            return WantrainError(f"{key} needs {missing.group(1)}: set it in the config or on the command line")
-    if isinstance(cause, (TypeError, ValueError, KeyError)):
-        return WantrainError(f"{key}: {message}")
+    if isinstance(cause, (TypeError, ValueError, KeyError)) and str(cause):
+        return WantrainError(str(cause).splitlines()[0])
     return err
 
 

@@ -12,6 +12,7 @@ import torch
 
 from wantrain.degradations.ops import add_noise, codec_compress, downsample, gaussian_blur, jpeg_compress, noise_augment
 from wantrain.degradations.real import RealDegradeConfig, real_degrade
+from wantrain.schema import option
 
 
 def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -22,18 +23,20 @@ def _uniform(n: int, lo: float, hi: float, generator: torch.Generator | None) ->
 class DegradeConfig:
     """Parameters of `degrade` (probabilities per clip; ranges sampled uniformly)."""
 
-    scale: int = 2
-    mode: str = "area"
-    blur_prob: float = 0.0
-    blur_sigma: tuple[float, float] = (0.2, 1.2)
-    noise_prob: float = 0.0
-    noise_sigma: tuple[float, float] = (0.0, 0.04)
-    jpeg_prob: float = 0.0
-    jpeg_quality: tuple[int, int] = (40, 95)
-    codec_prob: float = 0.0
-    codec_crf: tuple[int, int] = (18, 32)
-    noise_aug_max: float = 0.0
-    real: RealDegradeConfig | dict | None = None  # the Real-ESRGAN second-order pipeline instead of blur+downsample
+    scale: int = option(2, "downsampling factor (every cascade stage is x2)", choices=(2,))
+    mode: str = option("area", "downsampling filter", choices=("area", "bicubic", "bilinear"))
+    blur_prob: float = option(0.0, "share of clips blurred", ge=0, le=1)
+    blur_sigma: tuple[float, float] = option((0.2, 1.2), "Gaussian blur sigma range (LR pixels)", ge=0)
+    noise_prob: float = option(0.0, "share of clips with Gaussian noise", ge=0, le=1)
+    noise_sigma: tuple[float, float] = option((0.0, 0.04), "noise sigma range ([-1, 1] units)", ge=0)
+    jpeg_prob: float = option(0.0, "share of clips JPEG-compressed", ge=0, le=1)
+    jpeg_quality: tuple[int, int] = option((40, 95), "JPEG quality range", ge=1, le=100)
+    codec_prob: float = option(0.0, "share of clips compressed by a video codec", ge=0, le=1)
+    codec_crf: tuple[int, int] = option((18, 32), "x264 CRF range", ge=0, le=51)
+    noise_aug_max: float = option(0.0, "Imagen noise augmentation level (needs generator.noise_conditioning)", ge=0,
+                                  le=1)
+    real: RealDegradeConfig | dict | None = option(None, "the Real-ESRGAN second-order pipeline instead of "
+                                                         "blur + downsample (null: off)")
 
     def __post_init__(self) -> None:
         if isinstance(self.real, dict) or (self.real is not None and not isinstance(self.real, RealDegradeConfig)):

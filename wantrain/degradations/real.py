@@ -14,13 +14,16 @@ Defaults are the Real-ESRGAN x2plus / x4plus options (options/train_realesrgan_x
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from wantrain.degradations.kernels import KERNELS, filter_frames, random_kernel, sinc_kernel
 from wantrain.degradations.ops import codec_compress, downsample, jpeg_compress
+from wantrain.schema import check_options, option
+
+CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoders RealBasicVSR draws from
 
 KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 
@@ -29,55 +32,54 @@ KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 class RealDegradeConfig:
     """Probabilities and ranges of the second-order pipeline (each sampled once per clip)."""
 
-    prob: float = 1.0  # clips that get this pipeline; the rest get the plain `mode` downsample
-    kernel_size: tuple[int, int] = (7, 21)  # odd sizes drawn in this range (both orders and the final sinc)
+    prob: float = option(1.0, "clips that get this pipeline; the rest get the plain `mode` downsample", ge=0, le=1)
+    kernel_size: tuple[int, int] = option((7, 21), "odd sizes drawn in this range (both orders and the final sinc)",
+                                          ge=3)
     # first order
-    kernel_list: tuple[str, ...] = KERNELS
-    kernel_prob: tuple[float, ...] = KERNEL_PROB
-    sinc_prob: float = 0.1
-    blur_sigma: tuple[float, float] = (0.2, 3.0)
-    betag_range: tuple[float, float] = (0.5, 4.0)
-    betap_range: tuple[float, float] = (1.0, 2.0)
-    resize_prob: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
-    resize_range: tuple[float, float] = (0.15, 1.5)
-    resize_modes: tuple[str, ...] = ("area", "bilinear", "bicubic")
-    gaussian_noise_prob: float = 0.5  # else Poisson
-    noise_range: tuple[float, float] = (1.0, 30.0)  # Gaussian σ, 0..255 units
-    poisson_scale_range: tuple[float, float] = (0.05, 3.0)
-    gray_noise_prob: float = 0.4
-    jpeg_prob: float = 1.0
-    jpeg_range: tuple[int, int] = (30, 95)
+    kernel_list: tuple[str, ...] = option(KERNELS, "blur kernel kinds (first order)", choices=KERNELS)
+    kernel_prob: tuple[float, ...] = option(KERNEL_PROB, "probability of each kernel kind", ge=0, le=1)
+    sinc_prob: float = option(0.1, "share of sinc kernels (first order)", ge=0, le=1)
+    blur_sigma: tuple[float, float] = option((0.2, 3.0), "Gaussian kernel sigma range", gt=0)
+    betag_range: tuple[float, float] = option((0.5, 4.0), "generalized Gaussian shape range", gt=0)
+    betap_range: tuple[float, float] = option((1.0, 2.0), "plateau kernel shape range", gt=0)
+    resize_prob: tuple[float, float, float] = option((0.2, 0.7, 0.1), "up, down, keep", ge=0, le=1)
+    resize_range: tuple[float, float] = option((0.15, 1.5), "resize factor range", gt=0)
+    resize_modes: tuple[str, ...] = option(("area", "bilinear", "bicubic"), "resize filters drawn from",
+                                           choices=("area", "bilinear", "bicubic"))
+    gaussian_noise_prob: float = option(0.5, "else Poisson", ge=0, le=1)
+    noise_range: tuple[float, float] = option((1.0, 30.0), "Gaussian σ, 0..255 units", ge=0)
+    poisson_scale_range: tuple[float, float] = option((0.05, 3.0), "Poisson noise scale range", gt=0)
+    gray_noise_prob: float = option(0.4, "share of gray (channel-shared) noise", ge=0, le=1)
+    jpeg_prob: float = option(1.0, "share of JPEG-compressed clips", ge=0, le=1)
+    jpeg_range: tuple[int, int] = option((30, 95), "JPEG quality range", ge=1, le=100)
     # second order
-    second_order_prob: float = 1.0
-    second_blur_prob: float = 0.8
-    kernel_list2: tuple[str, ...] = KERNELS
-    kernel_prob2: tuple[float, ...] = KERNEL_PROB
-    sinc_prob2: float = 0.1
-    blur_sigma2: tuple[float, float] = (0.2, 1.5)
-    betag_range2: tuple[float, float] = (0.5, 4.0)
-    betap_range2: tuple[float, float] = (1.0, 2.0)
-    resize_prob2: tuple[float, float, float] = (0.3, 0.4, 0.3)
-    resize_range2: tuple[float, float] = (0.3, 1.2)
-    gaussian_noise_prob2: float = 0.5
-    noise_range2: tuple[float, float] = (1.0, 25.0)
-    poisson_scale_range2: tuple[float, float] = (0.05, 2.5)
-    gray_noise_prob2: float = 0.4
-    jpeg_prob2: float = 1.0
-    jpeg_range2: tuple[int, int] = (30, 95)
-    final_sinc_prob: float = 0.8
+    second_order_prob: float = option(1.0, "share of clips with the second order", ge=0, le=1)
+    second_blur_prob: float = option(0.8, "share of second-order blurs", ge=0, le=1)
+    kernel_list2: tuple[str, ...] = option(KERNELS, "blur kernel kinds (second order)", choices=KERNELS)
+    kernel_prob2: tuple[float, ...] = option(KERNEL_PROB, "probability of each kernel kind (second order)", ge=0, le=1)
+    sinc_prob2: float = option(0.1, "share of sinc kernels (second order)", ge=0, le=1)
+    blur_sigma2: tuple[float, float] = option((0.2, 1.5), "Gaussian kernel sigma range (second order)", gt=0)
+    betag_range2: tuple[float, float] = option((0.5, 4.0), "generalized Gaussian shape range (second order)", gt=0)
+    betap_range2: tuple[float, float] = option((1.0, 2.0), "plateau kernel shape range (second order)", gt=0)
+    resize_prob2: tuple[float, float, float] = option((0.3, 0.4, 0.3), "up, down, keep (second order)", ge=0, le=1)
+    resize_range2: tuple[float, float] = option((0.3, 1.2), "resize factor range (second order)", gt=0)
+    gaussian_noise_prob2: float = option(0.5, "else Poisson (second order)", ge=0, le=1)
+    noise_range2: tuple[float, float] = option((1.0, 25.0), "Gaussian sigma range, 0..255 units (second order)", gt=0)
+    poisson_scale_range2: tuple[float, float] = option((0.05, 2.5), "Poisson noise scale range (second order)", gt=0)
+    gray_noise_prob2: float = option(0.4, "share of gray noise (second order)", ge=0, le=1)
+    jpeg_prob2: float = option(1.0, "share of second JPEG compressions", ge=0, le=1)
+    jpeg_range2: tuple[int, int] = option((30, 95), "JPEG quality range (second order)", ge=1, le=100)
+    final_sinc_prob: float = option(0.8, "share of final sinc filters", ge=0, le=1)
     # video compression (RealBasicVSR), after everything else
-    codec_prob: float = 1.0
-    codecs: tuple[str, ...] = ("libx264", "mpeg4")
-    codec_bitrate: tuple[float, float] = (1e4, 1e5)  # bit/s
+    codec_prob: float = option(1.0, "share of codec-compressed clips", ge=0, le=1)
+    codecs: tuple[str, ...] = option(("libx264", "mpeg4"), "encoders drawn from", choices=CODECS)
+    codec_bitrate: tuple[float, float] = option((1e4, 1e5), "bit rate range (per frame: rate=1, RealBasicVSR)", gt=0)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> RealDegradeConfig:
-        """From a (Hydra) mapping; lists become tuples; unknown keys fail naming the known ones."""
+        """From a (Hydra) mapping; lists become tuples; OptionError (one line) on an unknown key or a bad value."""
         values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown degrade.real keys {unknown}: use {sorted(known)}")
+        check_options("model.degrade.real", values, cls)
         return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()})
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from wantrain.schema import check_instance, option
+
 MICRO_NAME = "cond_aug"  # the name in model.unet.micro_conditioning
 MICRO_SCALE = 1000.0  # the level enters the sinusoidal embedding x1000, like a diffusion timestep (0.02 -> 20)
 SEED_OFFSET = 1_000_003  # sampling: clip i's conditioning noise comes from seed_i + SEED_OFFSET (its own stream)
@@ -52,14 +54,13 @@ class CondAug:
     """Training distribution of the conditioning-frame noise level: log-normal exp(N(log_mean, log_std)), clipped to
     `max_level`, and 0 (clean) with probability `p_clean`."""
 
-    log_mean: float = -3.0
-    log_std: float = 0.5
-    max_level: float = 1.0
-    p_clean: float = 0.0
+    log_mean: float = option(-3.0, "mean of the log noise level")
+    log_std: float = option(0.5, "std of the log noise level", ge=0)
+    max_level: float = option(1.0, "largest noise level", gt=0)
+    p_clean: float = option(0.0, "share of clips with a clean condition", ge=0, le=1)
 
     def __post_init__(self) -> None:
-        if self.log_std < 0 or self.max_level <= 0 or not 0.0 <= self.p_clean <= 1.0:
-            raise ValueError(f"model.cond_aug needs log_std >= 0, max_level > 0 and p_clean in [0, 1], got {self}")
+        check_instance(self, "model.cond_aug")
 
     def levels(self, batch_size: int, device: torch.device | str = "cpu",
                generator: torch.Generator | None = None) -> torch.Tensor:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-KINDS = ("nonsaturating", "hinge", "lsgan")
+from wantrain.schema import check_options, option
+
+GAN_LOSSES = ("nonsaturating", "hinge", "lsgan")
 
 
 def _check(kind: str) -> None:
-    if kind not in KINDS:
-        raise ValueError(f"unknown GAN loss {kind!r}: use one of {', '.join(KINDS)}")
+    if kind not in GAN_LOSSES:
+        raise ValueError(f"unknown GAN loss {kind!r}: use one of {', '.join(GAN_LOSSES)}")
 
 
 def generator_loss(fake_logits: torch.Tensor, kind: str = "nonsaturating") -> torch.Tensor:
@@ -79,27 +81,20 @@ class AdversarialLoss(nn.Module):
 class GANSchedule:
     """The adversarial part of a run, counted in batches: pixel-only warm-up, λ ramp, D:G ratio, lazy R1."""
 
-    loss: str = "nonsaturating"
-    weight: float = 0.1  # λ after the ramp
-    warmup_batches: int = 0  # content loss only before this many batches
-    ramp_batches: int = 0  # λ rises linearly from 0 over this many batches after the warm-up
-    d_updates: int = 1  # D updates per D-update batch
-    d_every: int = 1  # D updates every this many batches
-    r1_gamma: float = 0.0  # R1 weight γ (0: off)
-    r1_every: int = 16  # R1 every this many D steps (lazy; scaled by r1_every)
+    loss: str = option("nonsaturating", "the GAN loss", choices=GAN_LOSSES)
+    weight: float = option(0.1, "λ after the ramp", ge=0)
+    warmup_batches: int = option(0, "content loss only before this many batches", ge=0)
+    ramp_batches: int = option(0, "λ rises linearly from 0 over this many batches after the warm-up", ge=0)
+    d_updates: int = option(1, "D updates per D-update batch", ge=1)
+    d_every: int = option(1, "D updates every this many batches", ge=1)
+    r1_gamma: float = option(0.0, "R1 weight γ (0: off)", ge=0)
+    r1_every: int = option(16, "R1 every this many D steps (lazy; scaled by r1_every)", ge=1)
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> GANSchedule:
-        """From a `model.gan` mapping; ValueError naming unknown keys or bad counts."""
-        names = [f.name for f in fields(cls)]
-        unknown = set(config or {}) - set(names)
-        if unknown:
-            raise ValueError(f"unknown model.gan keys {sorted(unknown)}: use {sorted(names)}")
-        schedule = cls(**dict(config or {}))
-        _check(schedule.loss)
-        if int(schedule.d_updates) < 1 or int(schedule.d_every) < 1:
-            raise ValueError("model.gan.d_updates and model.gan.d_every must be >= 1")
-        return schedule
+        """From a `model.gan` mapping; OptionError (one line) naming an unknown key or a bad value."""
+        check_options("model.gan", dict(config or {}), cls)
+        return cls(**dict(config or {}))
 
     def phase(self, batches: int) -> str:
         """'pixel' during the content-loss-only warm-up, then 'gan'."""

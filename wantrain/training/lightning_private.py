@@ -51,3 +51,15 @@ def wandb_init_kwargs(logger: WandbLogger) -> dict[str, Any]:
 def forget_wandb_run(logger: WandbLogger) -> None:
     """Drop the logger's cached wandb run so that the next `.experiment` starts a new one."""
     logger._experiment = None
+
+
+def precision_choices() -> list[int | str]:
+    """Every `trainer.precision` value Lightning accepts (its `_PRECISION_INPUT` type, flattened)."""
+    import typing
+
+    from lightning_fabric.connector import _PRECISION_INPUT
+
+    def flat(t: Any) -> list[Any]:
+        return [x for a in typing.get_args(t) for x in (flat(a) if typing.get_args(a) else [a])]
+
+    return flat(_PRECISION_INPUT)
