@@ -296,7 +296,7 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         if prefix == "val" and self.val_examples is None:
             n = int(self.val_cfg["num_videos"])
             self.val_examples = {"lr": lr[:n].cpu(), "bicubic": baseline[:n].cpu(), "sr": sr[:n].cpu(),
-                                  "hr": hr[:n].cpu()}
+                                 "hr": hr[:n].cpu()}
         for suffix, pred in (("", sr), ("_bicubic", baseline)):
             for name, value in sr_metrics(pred, hr, self.lpips_metric).items():
                 self.log(f"{prefix}/{name}{suffix}", value, batch_size=hr.shape[0], sync_dist=True,
