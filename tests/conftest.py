@@ -15,6 +15,15 @@ REPO = Path(__file__).resolve().parents[1]
 NOT_QUICK = ("slow", "ddp", "slurm", "gpu")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The third-party warnings the CLI silences (`wantrain/commands/quiet.py`, their one list) are ignored in tests
+    too: appended to pyproject's `filterwarnings`, so they win over its earlier entries."""
+    from wantrain.commands.quiet import pytest_filters
+
+    for line in pytest_filters():
+        config.addinivalue_line("filterwarnings", line)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tiers: every test without a `slow`/`ddp`/`slurm`/`gpu` marker is `quick` (`pytest -m quick`, the inner loop).
     Under pytest-xdist (`-n 2 --dist loadgroup`) the `slurm` tests share one worker: each holds both CPUs of the

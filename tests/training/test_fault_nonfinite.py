@@ -102,7 +102,7 @@ class Record(pl.Callback):  # every rank's UNet weights after each batch, and it
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
         weights = {k: v.flatten()[:8].tolist() for k, v in module.unet.state_dict().items()}
         with open(f"{sys.argv[1]}/rank{trainer.global_rank}-step{trainer.global_step}.json", "w") as f:
-            json.dump({"weights": weights, "skipped": module.nonfinite.total}, f)
+            json.dump({"weights": weights, "skipped": module.nonfinite[""].total}, f)
 
 
 if __name__ == "__main__":

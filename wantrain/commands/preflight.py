@@ -24,6 +24,7 @@ from wantrain.encoders.conditioning import FrozenEncoders
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
 from wantrain.training.checkpoint_compat import check_checkpoint_fits
+from wantrain.training.preflight import run_preflight
 from wantrain.training.resume import resolve_ckpt_path
 
 
@@ -67,29 +68,22 @@ def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback
     seed_run(cfg)
     check_conditioning(cfg)
     datamodule = instantiate(cfg.data)
-    if hasattr(datamodule, "check_shards"):
-        datamodule.check_shards()
+    run_preflight(datamodule)  # the data alone: its shards
     check_encoders(cfg.model)
     max_steps = cfg.trainer.get("max_steps") if command == "fit" else None
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.run_dir, max_steps)
     if ckpt_path is None and command == "validate":
         raise WantrainError(f"no checkpoint to validate in {cfg.run_dir}/checkpoints; pass ckpt_path=PATH/TO.ckpt")
     model = instantiate(cfg.model)
-    if hasattr(model, "check_resolution"):
-        model.check_resolution(getattr(datamodule, "resolution", None))
-    if hasattr(model, "check_bucket"):  # every data.buckets shape (and the T = 1 image buckets)
-        for h, w, t in getattr(datamodule, "bucket_shapes", None) or ():
-            model.check_bucket(h, w, t)
-    if ckpt_path is not None:
-        check_checkpoint_fits(ckpt_path, model)  # another stage / architecture: one line, not a key dump
     # no validation shards: no validation loop (else Lightning warns about a zero-length list of loaders)
     no_val = {"limit_val_batches": 0} if getattr(datamodule, "val_shards", "") is None else {}
     if no_val and command == "validate":
         raise WantrainError("nothing to validate: data.val_shards is null; set it to your validation shards")
     trainer = trainer_factory(cfg, extra_callbacks=extra_callbacks, **no_val)
+    run_preflight(model, datamodule, trainer)  # the model against the data and the strategy (resolution, buckets)
+    if ckpt_path is not None:
+        check_checkpoint_fits(ckpt_path, model)  # another stage / architecture: one line, not a key dump
     check_validation_split(datamodule, trainer.world_size)
-    if hasattr(datamodule, "check_strategy"):
-        datamodule.check_strategy(trainer)
     return Prepared(datamodule, model, trainer, ckpt_path)
 
 

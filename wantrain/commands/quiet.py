@@ -1,5 +1,8 @@
 """The known, harmless lines third-party libraries print on every launch, silenced at the entry point one by one
-(by message and module, each with its reason); wantrain's own warnings are fixed where they arise instead."""
+(by message and module, each with its reason); wantrain's own warnings are fixed where they arise instead.
+
+`WARNINGS` is the one list of them: the test suite ignores the same warnings (`tests/conftest.py` adds
+`pytest_filters()` to pyproject's `filterwarnings`, which keeps only what the tests alone need)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,16 @@ LOG_LINES: tuple[tuple[str, str, str], ...] = (
     ("pytorch_lightning.utilities.rank_zero", "`Trainer(limit_",
      "Lightning echoes trainer.limit_*_batches back (\"was configured so 100% of the batches will be used\")"),
 )
+
+
+def pytest_filters() -> list[str]:
+    """`WARNINGS` as pytest `filterwarnings` lines (`ignore:MESSAGE:CATEGORY:MODULE`, regexes as they are)."""
+    lines = []
+    for message, category, module, _reason in WARNINGS:
+        name = category.__qualname__ if category.__module__ == "builtins" else \
+            f"{category.__module__}.{category.__qualname__}"
+        lines.append(f"ignore:{message}:{name}:{module}")
+    return lines
 
 
 class _DropPrefixes(logging.Filter):

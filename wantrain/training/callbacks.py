@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import time
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -44,6 +45,19 @@ class PeriodicCheckpoint(ModelCheckpoint):
         if self.save_last and not trainer.fast_dev_run and last_saved_step(self) != trainer.global_step:
             save_last_checkpoint(self, trainer)
         super().on_train_end(trainer, pl_module)
+
+
+class ExportAtTrainEnd(pl.Callback):
+    """At the end of training, on rank 0: `pl_module.export(folder)` (the upsampler's EMA generator as an exported
+    stage, loadable by `read_saved` / `sample`). The module adds it in `configure_callbacks()` when `model.export_dir`
+    is set."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.is_global_zero and not trainer.sanity_checking:
+            pl_module.export(self.folder)
 
 
 class GradNormMonitor(pl.Callback):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import pytorch_lightning as pl
 
@@ -18,7 +19,6 @@ from wantrain.data.synthetic import write_synthetic_dataset
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
 from wantrain.ranks import dist_rank
-from wantrain.training.lightning_private import ddp_finds_unused_parameters
 
 
 def fps_setting(fps) -> float | tuple[float, ...] | None:  # noqa: ANN001 - a number, a list or null from config
@@ -128,13 +128,6 @@ class VideoShardDataModule(pl.LightningDataModule):
         ratio = self.image_ratio if self.image_shards is not None else 0.0
         return (1 - ratio) * mean(self.num_frames == 1) + ratio * mean(True)
 
-    def check_strategy(self, trainer: pl.Trainer) -> None:
-        """Image steps (T = 1) leave the UNet's temporal layers without gradient on every rank: DDP must be told."""
-        if self.image_shards is not None and trainer.world_size > 1 \
-                and not ddp_finds_unused_parameters(trainer.strategy):
-            raise WantrainError("data.image_shards under DDP: image steps (T = 1) leave the UNet's temporal layers "
-                                "without gradient; set trainer.strategy=ddp_find_unused_parameters_true")
-
     def describe_buckets(self) -> str:
         """The bucket table printed at the start of a fit."""
         images = f"; image batches: {self.image_ratio:.0%} of steps" if self.image_shards is not None else ""
@@ -183,6 +176,11 @@ class VideoShardDataModule(pl.LightningDataModule):
                 raise WantrainError(
                     f"data.embeddings asks for {', '.join(lacking)} but the first sample of {local} has none: cache "
                     "them with `python -m wantrain encode out=DIR` and train on DIR, or set data.embeddings=[]")
+
+    def preflight(self, datamodule: Any = None, trainer: pl.Trainer | None = None) -> None:
+        """The preflight protocol (`training/preflight.py`): the data module checks itself alone, its shards (the
+        checks with the model and the strategy are the LightningModule's)."""
+        self.check_shards()
 
     def prepare_data(self) -> None:
         """Write the synthetic set when it is configured and its shards are missing (local rank 0 only)."""

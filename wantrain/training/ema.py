@@ -40,3 +40,14 @@ class TrainableEMA(AveragedModel):
             for (device, _), ([e_list, c_list], _) in _group_tensors_by_device_and_dtype([ema, current]).items():
                 self.multi_avg_fn(e_list, c_list, self.n_averaged.to(device))
         self.n_averaged += 1
+
+    @torch.no_grad()
+    def follow(self, net: nn.Module, step: int, start: int, copy_before_start: bool) -> None:
+        """The EMA's move after an optimizer step of `net` (`step`: steps or batches done): from `start` on, one EMA
+        step; before it, a plain copy of `net` (`copy_before_start`) or nothing (the EMA keeps the weights it was
+        built with, and its first step at `start` copies)."""
+        if step < start:
+            if not copy_before_start:
+                return
+            self.n_averaged.zero_()  # AveragedModel copies the weights when n_averaged == 0
+        self.update_parameters(net)

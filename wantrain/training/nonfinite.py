@@ -68,3 +68,31 @@ class NonFiniteGuard:
         """Restore counters saved by `state_dict`."""
         self.total = int(state.get("total", 0))
         self.consecutive = int(state.get("consecutive", 0))
+
+
+class NonFiniteGuards:
+    """One `NonFiniteGuard` per optimised network, with the checkpoint entry and the metrics they are saved and
+    logged as: `{"": "train/nonfinite_steps"}` for one network (its counters sit at the top of
+    `checkpoint["nonfinite_steps"]`), or several names (each network's counters under its name)."""
+
+    def __init__(self, max_consecutive: int, metrics: dict[str, str]) -> None:
+        self.metrics = dict(metrics)
+        self.guards = {name: NonFiniteGuard(max_consecutive) for name in self.metrics}
+
+    def __getitem__(self, name: str) -> NonFiniteGuard:
+        return self.guards[name]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters as `checkpoint["nonfinite_steps"]` holds them."""
+        if list(self.guards) == [""]:
+            return self.guards[""].state_dict()
+        return {name: guard.state_dict() for name, guard in self.guards.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore counters saved by `state_dict` (missing ones start at 0: checkpoints from before the guard)."""
+        for name, guard in self.guards.items():
+            guard.load_state_dict(state if name == "" else state.get(name, {}))
+
+    def totals(self) -> dict[str, float]:
+        """Each guard's skipped-step total under its metric name."""
+        return {metric: float(self.guards[name].total) for name, metric in self.metrics.items()}

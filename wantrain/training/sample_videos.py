@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +33,41 @@ def write_video(trainer: pl.Trainer, name: str, frames: torch.Tensor, note: dict
     return path
 
 
-class SampleVideoWriter:
-    """Writes `RUN_DIR/samples/stepNNNNNNN.mp4` (truth | sample) and hands the file to the loggers."""
+@dataclass
+class SampleVideo:
+    """A comparison video a module made from its validation examples: RUN_DIR/samples/NAME.mp4 and its JSON note."""
 
-    def __init__(self, fps: int = 8, folder: str = "samples") -> None:
-        self.fps = fps
-        self.folder = folder
+    name: str
+    frames: torch.Tensor  # (T, H, W, 3) uint8
+    note: dict[str, Any]
+    caption: str
 
-    def write(self, trainer: pl.Trainer, examples: dict[str, Any], samples: torch.Tensor, step: int) -> Path:
-        """Encode the comparison video, save it with its captions, and log it to every logger that takes media."""
-        captions = list(examples.get("caption", []))
-        note = {"step": step, "captions": captions, "layout": "rows: clips; left: truth, right: sample"}
-        return write_video(trainer, f"step{step:07d}", side_by_side(examples["video"], samples), note,
-                           " | ".join(captions), step, self.fps, self.folder)
+
+class SampleVideos(pl.Callback):
+    """Every `every_n_steps` training steps (0: never), at the end of validation (not the sanity check, not
+    fast_dev_run): asks the module for a video of the examples it kept (`pl_module.val_examples`, reset after every
+    validation) with `pl_module.sample_video(examples)` on every rank, and writes it on rank 0 to
+    RUN_DIR/FOLDER/NAME.mp4 (+ NAME.json), handing it to the loggers. The modules add it in `configure_callbacks()`
+    from their own config (`model.sampling`, `model.validation`)."""
+
+    def __init__(self, every_n_steps: int = 0, fps: int = 8, folder: str = "samples") -> None:
+        self.every_n_steps, self.fps, self.folder = int(every_n_steps or 0), int(fps), folder
+        self.last_step = -1  # the step of the last video (not checkpointed: a resumed run writes one at once)
+
+    def due(self, trainer: pl.Trainer) -> bool:
+        """A video is due at this validation: `every_n_steps` steps since the last one (or none yet)."""
+        if not self.every_n_steps or trainer.sanity_checking or trainer.fast_dev_run:
+            return False
+        return self.last_step < 0 or trainer.global_step - self.last_step >= self.every_n_steps
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        examples = getattr(pl_module, "val_examples", None)
+        if examples is not None and self.due(trainer):
+            self.last_step = step = trainer.global_step
+            video = pl_module.sample_video(examples)  # every rank: it may log metrics synced over ranks
+            if trainer.is_global_zero:
+                write_video(trainer, video.name, video.frames, video.note, video.caption, step, self.fps, self.folder)
+        pl_module.val_examples = None
 
 
 def log_video(logger: Any, path: Path, caption: str, step: int, fps: int) -> None:

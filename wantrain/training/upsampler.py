@@ -30,10 +30,11 @@ from wantrain.inference.export import export_upsampler
 from wantrain.losses.adversarial import AdversarialLoss, GANSchedule, r1_penalty
 from wantrain.losses.perceptual import LPIPSLoss
 from wantrain.nets.trainable import set_trainable
-from wantrain.training.ema import TrainableEMA
+from wantrain.training.callbacks import ExportAtTrainEnd
+from wantrain.training.guarded_module import GuardedEMAModule
 from wantrain.training.lightning_private import attached_trainer, ddp_finds_unused_parameters
-from wantrain.training.nonfinite import NonFiniteGuard
-from wantrain.training.sample_videos import write_video
+from wantrain.training.preflight import PreflightOnce
+from wantrain.training.sample_videos import SampleVideo, SampleVideos
 
 # model.usm: usm_sharpen's arguments + whether training degrades the sharpened HR (Real-ESRGAN, RealBasicVSR)
 USM_KEYS = ("weight", "sigma", "threshold", "degrade_sharpened")
@@ -48,7 +49,7 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, (DictConfig, ListConfig)) else value
 
 
-class UpsamplerModule(pl.LightningModule):
+class UpsamplerModule(PreflightOnce, GuardedEMAModule):
     """Trains cascade stage `stage` (`+experiment=sr_stageN`): `generator` (an `UpsampleStage`) against
     `discriminator`; the EMA of the generator is validated through `inference.cascade.upsample` and exported."""
 
@@ -114,19 +115,27 @@ class UpsamplerModule(pl.LightningModule):
             set_trainable(generator, trainable)
         except ValueError as err:
             raise WantrainError(str(err)) from None
-        self.ema = TrainableEMA(generator, ema_decay)
-        # NaN/inf gradients: skip that G (or D) update, stop after K in a row (one guard per network)
-        self.nonfinite_g, self.nonfinite_d = NonFiniteGuard(max_nonfinite_steps), NonFiniteGuard(max_nonfinite_steps)
+        # the EMA of G; NaN/inf gradients skip that G (or D) update, K in a row stop the run (one guard per network)
+        self.init_ema_and_guards(generator, ema_decay, max_nonfinite_steps,
+                                 {"g": "train/nonfinite_steps", "d": "train/nonfinite_d_steps"})
         self.batches = 0  # batches trained (== global_step); saved in checkpoints with the D step count
         self.d_steps = 0
-        self._val_examples: dict[str, torch.Tensor] | None = None
-        self._last_video_step = -1
+        self.val_examples: dict[str, torch.Tensor] | None = None  # LR | bicubic | SR | HR of the first val batch
+        video = dict(self.val_cfg["video"] or {})
+        self.sample_videos = SampleVideos(int(self.val_cfg["every_n_steps"] or 0), int(video.get("fps", 8)))
 
     # --- setup and counters -------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        """Refuse DDP without unused-parameter detection (G and D are each idle in the other's backward)."""
-        strategy = self.trainer.strategy if attached_trainer(self) is not None else None
+        """The preflight's checks, unless `prepare_run` already ran them for this data module and Trainer."""
+        trainer = attached_trainer(self)
+        self.preflight_unless_done(trainer.datamodule if trainer is not None else None, trainer)
+
+    def check_run(self, datamodule: Any, trainer: pl.Trainer | None) -> None:
+        """One-line errors: data.resolution is this stage's HR size; DDP without unused-parameter detection (G and
+        D are each idle in the other's backward)."""
+        self.check_resolution(getattr(datamodule, "resolution", None))
+        strategy = trainer.strategy if trainer is not None else None
         if isinstance(strategy, DDPStrategy) and strategy.world_size > 1 and not ddp_finds_unused_parameters(strategy):
             raise WantrainError("the upsampler GAN under DDP needs unused-parameter detection: "
                                 "add trainer.strategy=ddp_find_unused_parameters_true")
@@ -137,18 +146,16 @@ class UpsamplerModule(pl.LightningModule):
         return self.gan.phase(self.batches)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the batch / D-step counters (the phase and λ follow from them)."""
+        """Store the batch / D-step counters (the phase and λ follow from them) and the guards' counters."""
+        super().on_save_checkpoint(checkpoint)
         checkpoint["upsampler_counters"] = {"batches": self.batches, "d_steps": self.d_steps, "phase": self.phase}
-        checkpoint["nonfinite_steps"] = {"g": self.nonfinite_g.state_dict(), "d": self.nonfinite_d.state_dict()}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore the counters saved by `on_save_checkpoint`."""
+        super().on_load_checkpoint(checkpoint)
         counters = checkpoint.get("upsampler_counters", {})
         self.batches = int(counters.get("batches", checkpoint.get("global_step", 0)))
         self.d_steps = int(counters.get("d_steps", 0))
-        nonfinite = checkpoint.get("nonfinite_steps", {})
-        self.nonfinite_g.load_state_dict(nonfinite.get("g", {}))
-        self.nonfinite_d.load_state_dict(nonfinite.get("d", {}))
 
     # --- data ---------------------------------------------------------------------------------------
 
@@ -227,11 +234,12 @@ class UpsamplerModule(pl.LightningModule):
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         trained = [p for p in self.generator.parameters() if p.requires_grad]
-        self.nonfinite_g.check(trained, self.trainer.strategy, self.global_step, "generator ")
+        self.guard_gradients(trained, "g", "generator ")
         self._clip(opt_g, self.hparams.grad_clip_g)
         opt_g.step()  # the only counted step: global_step += 1 per batch (a no-op when the check dropped the grads)
         self.untoggle_optimizer(opt_g)
-        self._update_ema()
+        # the EMA of G after each G step (also a skipped one); before `ema_start` batches it copies G
+        self.ema.follow(self.generator, self.batches, int(self.hparams.ema_start), copy_before_start=True)
 
         fake = sr.detach()
         for _ in range(self.gan.d_due(self.batches)):
@@ -244,8 +252,7 @@ class UpsamplerModule(pl.LightningModule):
         self.log("train/gan_weight", lam, batch_size=b)
         self.log("train/phase", float(gan_on), batch_size=b)
         self.log("trainer/batches", float(self.batches), batch_size=b)
-        self.log("train/nonfinite_steps", float(self.nonfinite_g.total), batch_size=b)
-        self.log("train/nonfinite_d_steps", float(self.nonfinite_d.total), batch_size=b)
+        self.log_nonfinite()
 
     def _discriminator_update(self, opt_d: Any, real: torch.Tensor, fake: torch.Tensor) -> None:
         """D loss on real vs detached fakes (+ lazy R1 every `r1_every` D steps), clipped, one uncounted step."""
@@ -262,8 +269,7 @@ class UpsamplerModule(pl.LightningModule):
             self.log("train/r1", penalty.detach(), batch_size=real.shape[0])
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
-        self.nonfinite_d.check(list(self.discriminator.parameters()), self.trainer.strategy, self.global_step,
-                               "discriminator ")
+        self.guard_gradients(list(self.discriminator.parameters()), "d", "discriminator ")
         self._clip(opt_d, self.hparams.grad_clip_d)
         self._step_uncounted(opt_d)
         self.untoggle_optimizer(opt_d)
@@ -271,12 +277,6 @@ class UpsamplerModule(pl.LightningModule):
         self.log("train/loss_d", loss_d.detach(), batch_size=real.shape[0])
         self.log("train/d_real", real_logits.detach().float().mean(), batch_size=real.shape[0])
         self.log("train/d_fake", fake_logits.detach().float().mean(), batch_size=real.shape[0])
-
-    def _update_ema(self) -> None:
-        """EMA of G after each G step; before `ema_start` batches the EMA just copies G."""
-        if self.batches < int(self.hparams.ema_start):
-            self.ema.n_averaged.zero_()  # AveragedModel copies the weights when n_averaged == 0
-        self.ema.update_parameters(self.generator)
 
     # --- validation / test --------------------------------------------------------------------------
 
@@ -293,10 +293,10 @@ class UpsamplerModule(pl.LightningModule):
         generator = self._generator(10 ** 9 + int(self.val_cfg["seed"]) + batch_idx)
         lr, _level, hr, _target = self.make_pair(batch["video"], False, generator)
         sr, baseline = self.upsample(lr), bicubic(lr)
-        if prefix == "val" and self._val_examples is None:
+        if prefix == "val" and self.val_examples is None:
             n = int(self.val_cfg["num_videos"])
-            self._val_examples = {"lr": lr[:n].cpu(), "bicubic": baseline[:n].cpu(), "sr": sr[:n].cpu(),
-                                  "hr": hr[:n].cpu()}
+            self.val_examples = {"lr": lr[:n].cpu(), "bicubic": baseline[:n].cpu(), "sr": sr[:n].cpu(),
+                                 "hr": hr[:n].cpu()}
         for suffix, pred in (("", sr), ("_bicubic", baseline)):
             for name, value in sr_metrics(pred, hr, self.lpips_metric).items():
                 self.log(f"{prefix}/{name}{suffix}", value, batch_size=hr.shape[0], sync_dist=True,
@@ -310,24 +310,21 @@ class UpsamplerModule(pl.LightningModule):
         """Same metrics as validation under `test/`."""
         self._evaluate(batch, batch_idx, "test")
 
-    def on_validation_epoch_end(self) -> None:
-        """Every `validation.every_n_steps` batches: write LR | bicubic | SR | HR to run_dir/samples/ and log it."""
-        every = int(self.val_cfg["every_n_steps"] or 0)
-        due = every and (self._last_video_step < 0 or self.global_step - self._last_video_step >= every)
-        if self._val_examples is not None and due and not self.trainer.sanity_checking:
-            self._last_video_step = self.global_step
-            if self.trainer.is_global_zero:
-                self.write_comparison(self._val_examples, self.global_step)
-        self._val_examples = None
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """LR | bicubic | SR | HR videos every `model.validation.every_n_steps` batches; the export of the EMA
+        generator to `model.export_dir/sr_stageN/` at the end of training when it is set."""
+        callbacks: list[pl.Callback] = [self.sample_videos]
+        if self.hparams.export_dir:
+            callbacks.append(ExportAtTrainEnd(Path(self.hparams.export_dir) / f"sr_stage{int(self.hparams.stage)}"))
+        return callbacks
 
-    def write_comparison(self, examples: dict[str, torch.Tensor], step: int) -> Path:
-        """The side-by-side mp4 run_dir/samples/sr_stageN_stepNNNNNNN.mp4 (+ a JSON note), handed to the loggers."""
-        fps = int(dict(self.val_cfg["video"] or {}).get("fps", 8))
-        stage = int(self.hparams.stage)
+    def sample_video(self, examples: dict[str, torch.Tensor]) -> SampleVideo:
+        """The side-by-side video sr_stageN_stepNNNNNNN (LR | bicubic | SR | HR) of the kept validation clips."""
+        step, stage = self.global_step, int(self.hparams.stage)
         layout = "rows: clips; columns: LR (nearest) | bicubic | SR (EMA) | HR"
         frames = comparison_frames(examples["lr"], examples["bicubic"], examples["sr"], examples["hr"])
-        return write_video(self.trainer, f"sr_stage{stage}_step{step:07d}", frames,
-                           {"step": step, "stage": stage, "layout": layout}, layout, step, fps)
+        return SampleVideo(f"sr_stage{stage}_step{step:07d}", frames, {"step": step, "stage": stage, "layout": layout},
+                           layout)
 
     # --- export and optimizers ----------------------------------------------------------------------
 
@@ -343,11 +340,6 @@ class UpsamplerModule(pl.LightningModule):
         return export_upsampler(self.ema.module if use_ema else self.generator, int(self.hparams.stage), lr_size,
                                 folder, validation=self.val_cfg, weights_kind="ema" if use_ema else "raw",
                                 source=str(self.trainer.default_root_dir) if attached_trainer(self) is not None else "")
-
-    def on_train_end(self) -> None:
-        """Export the EMA generator to `export_dir/sr_stageN/` (rank 0), loadable by `read_saved` / `sample`."""
-        if self.hparams.export_dir and self.trainer.is_global_zero and not self.trainer.sanity_checking:
-            self.export(Path(self.hparams.export_dir) / f"sr_stage{int(self.hparams.stage)}")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """[G optimizer, D optimizer] from the `_partial_` factories (Adam β=(0.9, 0.99) in the configs)."""

@@ -21,14 +21,14 @@ from wantrain.evaluation.video_metrics import psnr
 from wantrain.inference.checkpoints import DIFFUSION
 from wantrain.nets.lora import add_lora, lora_settings
 from wantrain.nets.trainable import set_trainable
-from wantrain.training.ema import TrainableEMA
-from wantrain.training.lightning_private import attached_trainer
-from wantrain.training.nonfinite import NonFiniteGuard
+from wantrain.training.guarded_module import GuardedEMAModule
+from wantrain.training.lightning_private import attached_trainer, ddp_finds_unused_parameters
 from wantrain.training.param_groups import decay_groups
-from wantrain.training.sample_videos import SampleVideoWriter
+from wantrain.training.preflight import PreflightOnce
+from wantrain.training.sample_videos import SampleVideo, SampleVideos, side_by_side
 
 
-class VideoDiffusionModule(pl.LightningModule):
+class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
     """Trains `model` (a `VideoDiffusion`: UNet + fusion) on video clips; `ema` is its EMA copy for sampling."""
 
     # what its checkpoints hold (the model entry `inference` reads): the trained network and its weights' prefixes
@@ -93,13 +93,11 @@ class VideoDiffusionModule(pl.LightningModule):
         self.encoders = FrozenEncoders(text_encoder, image_encoder, build_tiny_encoders,
                                        vae if space == "latent" else None)
         self._space: Space | None = None
-        self.ema = TrainableEMA(self.model, ema_decay)  # averages the trainable parameters only
+        # the EMA of the trainable parameters; NaN/inf gradients skip the step, K in a row stop the run
+        self.init_ema_and_guards(self.model, ema_decay, max_nonfinite_steps, {"": "train/nonfinite_steps"})
         self.sampling = dict(sampling or {})
-        self.video_writer = SampleVideoWriter(**self.sampling.pop("video", {}))
-        self.nonfinite = NonFiniteGuard(max_nonfinite_steps)  # skips NaN/inf steps, stops after K in a row
-        self._step_ok = True  # the last optimizer step had finite gradients (the EMA follows only those)
-        self._val_examples: dict[str, Any] | None = None
-        self._last_sample_step = -1
+        self.sample_videos = SampleVideos(self.sampling.get("every_n_steps", 0), **self.sampling.pop("video", {}))
+        self.val_examples: dict[str, Any] | None = None  # the first validation batch's clips, for sample videos
 
     @property
     def unet(self) -> nn.Module:
@@ -125,22 +123,38 @@ class VideoDiffusionModule(pl.LightningModule):
         self.encoders.build_missing()
 
     def setup(self, stage: str) -> None:
-        """Load the frozen encoders (and VAE) once per process; check widths, channels and clip shapes."""
-        datamodule = self.trainer.datamodule if attached_trainer(self) is not None else None
+        """Load the frozen encoders (and VAE) once per process; check widths and channels, and the preflight's
+        checks unless `prepare_run` already ran them (again in latent space: the VAE's rules are known now)."""
+        trainer = attached_trainer(self)
+        datamodule = trainer.datamodule if trainer is not None else None
         try:
             check_unet_channels(self.unet, self.space)
         except ValueError as err:
             raise WantrainError(str(err)) from None
-        self.check_resolution(getattr(datamodule, "resolution", None))
-        num_frames, resolution = getattr(datamodule, "num_frames", None), getattr(datamodule, "resolution", None)
-        if num_frames and resolution:
-            h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
-            self.space.check_shape(int(num_frames), int(h), int(w))
-        for h, w, t in getattr(datamodule, "bucket_shapes", None) or ():  # data.buckets (and T = 1 image buckets)
-            self.check_bucket(h, w, t)
+        self.preflight_unless_done(datamodule, trainer)
         if self.hparams.conditioning == "live":
             self.encoders.load()
             self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
+
+    def preflight_scope(self) -> bool:
+        """Whether the VAE is loaded: its downsampling and frame rule join the checks."""
+        return self.hparams.space == "latent" and self._space is not None
+
+    def check_run(self, datamodule: Any, trainer: pl.Trainer | None) -> None:
+        """One-line errors: data.resolution and every data.buckets shape (with the T = 1 image buckets) against the
+        UNet's downsampling (and the VAE's shape rules once it is loaded); image shards under DDP."""
+        resolution = getattr(datamodule, "resolution", None)
+        self.check_resolution(resolution)
+        num_frames = getattr(datamodule, "num_frames", None)
+        if num_frames and resolution and self._space is not None:
+            h, w = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
+            self._space.check_shape(int(num_frames), int(h), int(w))
+        for h, w, t in getattr(datamodule, "bucket_shapes", None) or ():
+            self.check_bucket(h, w, t)
+        if getattr(datamodule, "image_shards", None) is not None and trainer is not None and trainer.world_size > 1 \
+                and not ddp_finds_unused_parameters(trainer.strategy):
+            raise WantrainError("data.image_shards under DDP: image steps (T = 1) leave the UNet's temporal layers "
+                                "without gradient; set trainer.strategy=ddp_find_unused_parameters_true")
 
     def downsampling(self) -> int:
         """Pixels per UNet bottleneck cell: the UNet's downsampling, times the VAE's once the latent space is built."""
@@ -232,34 +246,21 @@ class VideoDiffusionModule(pl.LightningModule):
         self.log_buckets("train", losses.detach(), t)
         return loss
 
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Skip the step (drop the gradients) when they are NaN/inf on any rank; stop after K in a row."""
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        self._step_ok = self.nonfinite.check(params, self.trainer.strategy, self.global_step)
-        self.log("train/nonfinite_steps", float(self.nonfinite.total), on_step=True, on_epoch=False)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Keep the skipped-step counters across resumes."""
-        checkpoint["nonfinite_steps"] = self.nonfinite.state_dict()
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Restore the skipped-step counters."""
-        self.nonfinite.load_state_dict(checkpoint.get("nonfinite_steps", {}))
-
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
-        """Step, then update the EMA from `ema_start_step` on.
+        """Step (the guard in `on_before_optimizer_step` may have dropped NaN/inf gradients), then, when the step was
+        finite, update the EMA from `ema_start_step` on (before it, the EMA keeps its initial weights).
 
         Here rather than in `on_train_batch_end`: ModelCheckpoint saves in the callbacks' `on_train_batch_end`,
         which Lightning runs before the module's, so a checkpoint would miss its own step's EMA update.
         """
         super().optimizer_step(*args, **kwargs)
-        if self._step_ok and self.global_step >= self.hparams.ema_start_step:
-            self.ema.update_parameters(self.model)
+        if self.last_step_finite:
+            self.ema.follow(self.model, self.global_step, int(self.hparams.ema_start_step), copy_before_start=False)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """Loss at fixed timesteps (one per bucket) and fixed noise, without condition dropout."""
-        if self._val_examples is None:
-            self._val_examples = {k: v[: self.sampling.get("num_videos", 2)] for k, v in batch.items()
+        if self.val_examples is None:
+            self.val_examples = {k: v[: self.sampling.get("num_videos", 2)] for k, v in batch.items()
                                   if isinstance(v, (torch.Tensor, list))}
         generator = torch.Generator(device=self.device).manual_seed(1000 + batch_idx)
         b = batch["video"].shape[0]
@@ -270,22 +271,25 @@ class VideoDiffusionModule(pl.LightningModule):
         self.log("val/loss", losses.mean(), prog_bar=True, batch_size=b, sync_dist=True)
         self.log_buckets("val", losses, t, sync_dist=True)
 
-    def on_validation_epoch_end(self) -> None:
-        """Every `sampling.every_n_steps`, sample videos from validation first frames + captions (EMA weights)."""
-        every = self.sampling.get("every_n_steps", 0)
-        due = every and (self._last_sample_step < 0 or self.global_step - self._last_sample_step >= every)
-        if self._val_examples is not None and due and not (self.trainer.sanity_checking or self.trainer.fast_dev_run):
-            self._last_sample_step = self.global_step
-            videos = self.generate(self._val_examples)
-            truth = self._val_examples["video"].to(videos.device)
-            self.log("val/sample_psnr", psnr(videos, truth).mean(), batch_size=videos.shape[0], sync_dist=True)
-            if self.hparams.space == "latent":  # against the VAE's own reconstruction: the diffusion model alone
-                recon = self.space.decode(self.space.encode(truth))
-                self.log("val/sample_psnr_vs_recon", psnr(videos, recon).mean(), batch_size=videos.shape[0],
-                         sync_dist=True)
-            if self.trainer.is_global_zero:
-                self.video_writer.write(self.trainer, self._val_examples, videos, self.global_step)
-        self._val_examples = None
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """Sample videos every `model.sampling.every_n_steps` (`model.sampling.video`: fps, folder)."""
+        return [self.sample_videos]
+
+    def sample_video(self, examples: dict[str, Any]) -> SampleVideo:
+        """Sample the kept validation clips from their first frames + captions (EMA weights), log their PSNR, and
+        lay them out as truth | sample (called by the `SampleVideos` callback on every rank)."""
+        videos = self.generate(examples)
+        truth = examples["video"].to(videos.device)
+        self.log("val/sample_psnr", psnr(videos, truth).mean(), batch_size=videos.shape[0], sync_dist=True)
+        if self.hparams.space == "latent":  # against the VAE's own reconstruction: the diffusion model alone
+            recon = self.space.decode(self.space.encode(truth))
+            self.log("val/sample_psnr_vs_recon", psnr(videos, recon).mean(), batch_size=videos.shape[0],
+                     sync_dist=True)
+        captions = list(examples.get("caption", []))
+        note = {"step": self.global_step, "captions": captions,
+                "layout": "rows: clips; left: truth, right: sample"}
+        return SampleVideo(f"step{self.global_step:07d}", side_by_side(examples["video"], videos), note,
+                           " | ".join(captions))
 
     @torch.no_grad()
     def generate(self, batch: dict[str, Any], seed: int | None = None) -> torch.Tensor:
