@@ -19,7 +19,7 @@ from wantrain.errors import WantrainError
 HYDRA_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
 
 
-class OptionError(WantrainError):
+class OptionError(WantrainError, ValueError):
     """A config value of the wrong type, out of its range, or an unknown key."""
 
 

@@ -77,7 +77,7 @@ def test_pipeline_shapes_ranges_8bit_and_determinism() -> None:
     assert torch.equal(plain, clean)  # prob 0: every clip is plainly downsampled
     via_config, _ = degrade(hr, DegradeConfig(real={}), torch.Generator().manual_seed(7))
     assert torch.equal(via_config, lr)  # degrade(real=...) is this pipeline
-    with pytest.raises(ValueError, match="unknown degrade.real keys"):
+    with pytest.raises(ValueError, match="unknown config key model.degrade.real.blur_prob"):
         DegradeConfig(real={"blur_prob": 1})
     with pytest.raises(ValueError, match="even LR size"):
         real_degrade(_photo(1, 2, 18), 2, cfg)

@@ -83,7 +83,8 @@ def test_gan_schedule_warmup_ramp_d_ratio_and_lazy_r1() -> None:
     assert [s.d_due(b) for b in (1, 2, 3, 4, 5, 6)] == [0, 0, 2, 0, 0, 2]  # D:G = 2:3 in the GAN phase
     assert [s.r1_weight(d) for d in (0, 1, 4)] == [20.0, 0.0, 20.0]  # γ/2 · r1_every every r1_every D steps
     assert GANSchedule.from_config(None) == GANSchedule()
-    for bad, match in (({"wieght": 1}, "unknown model.gan keys"), ({"d_every": 0}, "must be >= 1"),
-                       ({"loss": "wgan"}, "unknown GAN loss")):
+    for bad, match in (({"wieght": 1}, r"unknown config key model.gan.wieght.*did you mean model.gan.weight"),
+                       ({"d_every": 0}, "model.gan.d_every=0: out of range, use a value >= 1"),
+                       ({"loss": "wgan"}, "model.gan.loss='wgan': not allowed; use one of nonsaturating, hinge")):
         with pytest.raises(ValueError, match=match):
             GANSchedule.from_config(bad)

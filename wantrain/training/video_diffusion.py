@@ -70,23 +70,17 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
             raise WantrainError(f"model.space must be 'pixel' or 'latent', got {space!r}")
         self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "flow", "optimizer", "lr_scheduler",
                                           "text_encoder", "image_encoder", "vae"])
-        try:  # model.cond_aug: noise on the conditioning frame, its level as micro-conditioning
-            self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets,
-                                        CondAug(**cond_aug) if cond_aug else None)
-        except TypeError as err:
-            raise WantrainError(f"model.cond_aug: {err}; keys: log_mean, log_std, max_level, p_clean") from None
-        except ValueError as err:
-            raise WantrainError(str(err)) from None
+        # model.cond_aug: noise on the conditioning frame, its level as micro-conditioning. Bad values raise
+        # ValueError naming the key: `fit` prints it in one line (commands/failures.py), the schema checked the keys.
+        self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets,
+                                    CondAug(**cond_aug) if cond_aug else None)
         # LoRA adapters on the UNet (model.lora.rank), then trainable groups (model.trainable; with LoRA: [lora])
-        try:
-            self.lora = lora_settings(**lora) if lora and lora.get("rank") is not None else None
-            if self.lora is not None:
-                add_lora(self.model.unet, self.lora)
-            groups = trainable if trainable is not None else (["lora"] if self.lora else None)
-            self.trainable_groups = None if groups is None else [str(g) for g in groups]
-            set_trainable(self.model, self.trainable_groups)
-        except ValueError as err:
-            raise WantrainError(str(err)) from None
+        self.lora = lora_settings(**lora) if lora and lora.get("rank") is not None else None
+        if self.lora is not None:
+            add_lora(self.model.unet, self.lora)
+        groups = trainable if trainable is not None else (["lora"] if self.lora else None)
+        self.trainable_groups = None if groups is None else [str(g) for g in groups]
+        set_trainable(self.model, self.trainable_groups)
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         # Frozen encoders live outside the module tree: no DDP wrapping, not in checkpoints, not in EMA.
