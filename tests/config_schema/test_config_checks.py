@@ -12,7 +12,7 @@ TRAINERS = sorted(p.stem for p in (config_dir() / "trainer").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("overrides", [[f"+experiment={e}"] for e in list_experiments()]
-                         + [[f"trainer={t}"] for t in TRAINERS] + [["data=shards", "logger=wandb"]])
+                         + [[f"trainer={t}"] for t in TRAINERS] + [["data=shards", "logger=wandb"], ["data=mixed"]])
 def test_the_shipped_configs_pass(compose, tmp_path, overrides: list[str]) -> None:
     check_config(compose(*overrides, root=tmp_path))
 

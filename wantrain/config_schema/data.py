@@ -23,6 +23,9 @@ class SyntheticOptions:
     fps: float = option(8, "frame rate of the mp4s", gt=0)
     gop: int = option(8, "keyframe interval of the mp4s", ge=1)
     seed: int = option(0, "seed of the generated content")
+    shapes: list[list[int]] | None = option(None, "train clips' [H, W, T] in turn (null: size x num_frames)", ge=1)
+    num_images: int = option(0, "images in img2dataset layout beside the clips", ge=0)
+    val_shapes: list[list[int]] | None = option(None, "validation clips' [H, W, T] (null: shapes)", ge=1)
 
 
 @dataclass
