@@ -114,6 +114,7 @@ def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx
         with av.open(buf, "w", format="mp4") as box:
             stream = box.add_stream(codec, rate=1)
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            stream.codec_context.thread_count = 1  # one thread: small frames, and no thread-count-dependent output
             if bitrate is not None:
                 stream.bit_rate = int(bitrate[i])
                 stream.codec_context.bit_rate_tolerance = int(bitrate[i])
@@ -124,6 +125,7 @@ def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx
             box.mux(stream.encode(None))
         buf.seek(0)
         with av.open(buf, "r") as box:
+            box.streams.video[0].thread_count = 1
             dec = [torch.from_numpy(np.ascontiguousarray(fr.to_ndarray(format="rgb24"))) for fr in box.decode(video=0)]
         dec = (dec + dec[-1:] * t)[:t]  # pad with the last frame should a decoder return fewer frames
         out[i] = torch.stack(dec)
