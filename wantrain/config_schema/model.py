@@ -9,8 +9,7 @@ from typing import Any
 
 from wantrain.degradations.pipeline import DegradeConfig
 from wantrain.diffusion.cond_aug import CondAug
-from wantrain.diffusion.flow import FLOW_SAMPLERS
-from wantrain.diffusion.sampling import FRAME0, SAMPLERS
+from wantrain.diffusion.sampling import SamplingOptions, VideoOptions
 from wantrain.losses.adversarial import GANSchedule
 from wantrain.schema import option
 
@@ -23,34 +22,6 @@ class OptimizerOptions:
     weight_decay: float = option(0.0, "decoupled weight decay (AdamW) or L2", ge=0)
     betas: list[float] = option(doc="Adam's (beta1, beta2)", ge=0, lt=1, factory=lambda: [0.9, 0.999])
     eps: float = option(1e-8, "Adam's epsilon", gt=0)
-
-
-@dataclass
-class VideoOptions:
-    """`*.video`: the mp4s of validation samples."""
-
-    fps: float = option(8, "frame rate of the written samples", gt=0)
-
-
-@dataclass
-class SamplingOptions:
-    """`model.sampling`: how validation samples (and `sample`, unless overridden) are generated."""
-
-    sampler: str | None = option(None, "null: the objective's default (ddim / euler)",
-                                 choices=lambda: (*SAMPLERS, *FLOW_SAMPLERS))
-    num_steps: int = option(25, "sampling steps", ge=1)
-    eta: float = option(0.0, "DDIM eta (0: deterministic)", ge=0, le=1)
-    text_scale: float = option(1.0, "classifier-free guidance scale on the caption", ge=0)
-    image_scale: float = option(1.0, "guidance scale on the first frame", ge=0)
-    shift: float | None = option(None, "flow sampling shift (null: the training shift)", gt=0)
-    guidance_rescale: float = option(0.0, "CFG rescale phi (Lin et al. 2023)", ge=0, le=1)
-    guidance_ramp: float | None = option(None, "guidance scale of frame 0, rising to the full scales", ge=0)
-    frame0: str = option("regenerate", "frame 0 generated or the input frame kept", choices=FRAME0)
-    cond_aug: float = option(0.02, "conditioning-frame noise level at sampling", ge=0)
-    seed: int = option(0, "first seed of the validation samples")
-    num_videos: int = option(2, "validation samples per run", ge=0)
-    every_n_steps: int = option(0, "write samples every N steps (0: only at validation)", ge=0)
-    video: VideoOptions | None = option(None, "mp4 settings")
 
 
 @dataclass

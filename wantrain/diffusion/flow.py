@@ -15,9 +15,9 @@ import torch
 from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from wantrain.diffusion.sampling import FLOW_SAMPLERS
 from wantrain.diffusion.schedule import sample_noise
 
-FLOW_SAMPLERS = ("euler", "unipc")
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 FLOW_WEIGHTINGS = ("uniform", "cosmap")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -11,13 +12,43 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from wantrain.diffusion.guidance import PredFn, guided_prediction
+from wantrain.schema import check_options, option
 
 SAMPLERS = ("ddim", "dpm_solver")
+FLOW_SAMPLERS = ("euler", "unipc")  # the samplers of objective=flow (diffusion/flow.py)
 SAMPLING_DEFAULTS: dict[str, Any] = {"sampler": None, "num_steps": 25, "eta": 0.0, "text_scale": 1.0,
                                      "image_scale": 1.0, "shift": None, "guidance_rescale": 0.0,
                                      "guidance_ramp": None, "frame0": "regenerate", "cond_aug": 0.02}
 FRAME0 = ("regenerate", "keep")  # frame 0 at sampling: generated like the others (SVD) | the input frame, kept
 
+
+
+@dataclass
+class VideoOptions:
+    """`*.video`: the mp4s of validation samples."""
+
+    fps: float = option(8, "frame rate of the written samples", gt=0)
+
+
+@dataclass
+class SamplingOptions:
+    """`model.sampling`: how validation samples (and `sample`, unless overridden) are generated."""
+
+    sampler: str | None = option(None, "null: the objective's default (ddim / euler)",
+                                 choices=lambda: (*SAMPLERS, *FLOW_SAMPLERS))
+    num_steps: int = option(25, "sampling steps", ge=1)
+    eta: float = option(0.0, "DDIM eta (0: deterministic)", ge=0, le=1)
+    text_scale: float = option(1.0, "classifier-free guidance scale on the caption", ge=0)
+    image_scale: float = option(1.0, "guidance scale on the first frame", ge=0)
+    shift: float | None = option(None, "flow sampling shift (null: the training shift)", gt=0)
+    guidance_rescale: float = option(0.0, "CFG rescale phi (Lin et al. 2023)", ge=0, le=1)
+    guidance_ramp: float | None = option(None, "guidance scale of frame 0, rising to the full scales", ge=0)
+    frame0: str = option("regenerate", "frame 0 generated or the input frame kept", choices=FRAME0)
+    cond_aug: float = option(0.02, "conditioning-frame noise level at sampling", ge=0)
+    seed: int = option(0, "first seed of the validation samples")
+    num_videos: int = option(2, "validation samples per run", ge=0)
+    every_n_steps: int = option(0, "write samples every N steps (0: only at validation)", ge=0)
+    video: VideoOptions | None = option(None, "mp4 settings")
 
 def sampling_options(stored: dict[str, Any] | None = None, samplers: tuple[str, ...] = SAMPLERS,
                      **overrides: Any) -> dict[str, Any]:
@@ -29,15 +60,7 @@ def sampling_options(stored: dict[str, Any] | None = None, samplers: tuple[str, 
     out["sampler"] = out["sampler"] or samplers[0]
     if out["sampler"] not in samplers:
         raise ValueError(f"sampler={out['sampler']!r}: use one of {', '.join(samplers)} for this model's objective")
-    if int(out["num_steps"]) < 1:
-        raise ValueError(f"steps={out['num_steps']}: need at least 1 sampling step")
-    if out["frame0"] not in FRAME0:
-        raise ValueError(f"frame0={out['frame0']!r}: use regenerate (frame 0 is generated) or keep (the input frame)")
-    if not 0.0 <= float(out["guidance_rescale"]) <= 1.0:
-        raise ValueError(f"guidance_rescale={out['guidance_rescale']}: use a value in [0, 1] (0: off; 0.7 as "
-                         "DynamiCrafter)")
-    if float(out["cond_aug"]) < 0:
-        raise ValueError(f"cond_aug={out['cond_aug']}: the conditioning-frame noise level must be >= 0")
+    check_options("sampling", out, SamplingOptions)  # the ranges of model.sampling (one place: its schema)
     return out
 
 
