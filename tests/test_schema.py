@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
 
-from wantrain.schema import OptionError, check_instance, check_options, option
+from wantrain.schema import OptionError, borrowed, check_instance, check_options, doc_of, option
 
 
 @dataclass
@@ -58,3 +59,37 @@ def test_a_bad_value_fails_in_one_line_naming_key_value_and_what_is_allowed(valu
 def test_python_users_get_the_same_rules_through_post_init() -> None:
     with pytest.raises(OptionError, match=r"outer.count=-2: out of range"):
         Outer(count=-2)
+
+
+@dataclass
+class Borrowing:
+    many: int | None = borrowed(Outer, "count", "null: keep")
+    lazy: str | None = borrowed(lambda: Outer, "mode", "null: keep")
+    device: str = option("auto", "where", pattern=(r"auto|cpu|cuda(:\d+)?", "auto, cpu or cuda:N"))
+    tile: int | str | None = option("auto", "tiles", ge=1, pattern=("auto", "auto"))
+    in_: str | None = option(None, "a key that is a Python keyword")
+
+
+def test_a_borrowed_field_has_its_sources_doc_and_bounds() -> None:
+    many, lazy = dataclasses.fields(Borrowing)[:2]
+    assert doc_of(many) == "null: keep; how many (>= 1)"
+    assert doc_of(lazy, resolve=False) == "null: keep"  # the lazy source is not imported for help pages
+    assert doc_of(lazy) == "null: keep; the filter (one of area, bicubic)"
+    check_options("b", {"many": None, "lazy": None}, Borrowing)
+    with pytest.raises(OptionError, match=r"^b.many=0: out of range, use a value >= 1 - null: keep; how many$"):
+        check_options("b", {"many": 0}, Borrowing)
+    with pytest.raises(OptionError, match=r"^b.lazy='bicubc': not allowed \(did you mean bicubic\?\)"):
+        check_options("b", {"lazy": "bicubc"}, Borrowing)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"device": "gpu"}, "b.device='gpu': not allowed; use auto, cpu or cuda:N"),
+    ({"tile": "big"}, "b.tile='big': not allowed; use auto or a number >= 1"),
+    ({"tile": 0}, "b.tile=0: out of range, use a value >= 1 - tiles"),
+    ({"inn": 1}, "unknown config key b.inn: remove it or fix its spelling (did you mean b.in?)"),
+])
+def test_patterns_and_keyword_keys(values: dict, message: str) -> None:
+    check_options("b", {"device": "cuda:1", "tile": 64, "in": "videos"}, Borrowing)
+    with pytest.raises(OptionError) as err:
+        check_options("b", values, Borrowing)
+    assert str(err.value).startswith(message), str(err.value)
