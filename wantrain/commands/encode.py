@@ -44,12 +44,10 @@ def validation_frames(data: DictConfig) -> Callable[[dict], torch.Tensor]:
 
 
 def wants_latents(cfg: DictConfig) -> bool:
-    """`latents`: auto (when model.space=latent), true or false."""
+    """`latents`: auto (when model.space=latent), true or false (checked by the schema, config_schema/commands.py)."""
     choice = cfg.get("latents", "auto")
     if choice == "auto":
         return cfg.model.get("space", "pixel") == "latent"
-    if not isinstance(choice, bool):
-        raise WantrainError(f"latents={choice!r}: use auto (when model.space=latent), true or false")
     if choice and not cfg.model.get("vae"):
         raise WantrainError("latents=true needs a VAE: set model.vae (e.g. +experiment=i2v_latent_tiny)")
     return choice

@@ -33,7 +33,7 @@ def run_command(name: str, action: str | None, overrides: list[str]) -> None:
         # Lightning relaunches DDP ranks from sys.argv: give it back the full command line.
         sys.argv[:] = full_argv
         try:
-            check_config(cfg, command.config_name)  # types, ranges, unknown keys: before anything is written
+            check_config(cfg, command.config_name, action)  # types, ranges, unknown keys: before anything is written
             module.run(cfg, action)
         except MissingMandatoryValue as err:
             if os.environ.get("WANTRAIN_TRACEBACK"):

@@ -34,9 +34,8 @@ def _list(value: Any) -> list[str] | None:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on GPUs (`auto` where supported, or `bf16`); full precision otherwise."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise WantrainError(f"precision={precision!r}: use auto, fp32 or bf16")
+    """bf16 autocast on GPUs (`auto` where supported, or `bf16`); full precision otherwise (the values: the schema,
+    config_schema/commands.py)."""
     bf16 = precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported())
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 

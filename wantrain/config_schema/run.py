@@ -30,16 +30,21 @@ def _precisions() -> list[int | str]:
 class RunOptions:
     """The main config's top level (`fit`, `validate`): the run, its checkpoints and its starting weights."""
 
-    run_name: str = option("", "the run's name (SLURM: the job id; else a stamp): runs_dir/run_name")
-    run_dir: str = option("", "the run folder: checkpoints, logs, samples")
+    run_name: str = option("${oc.env:SLURM_JOB_ID,${wantrain_run_stamp:}}", "the run's name, stable across DDP "
+                           "ranks and SLURM requeues (SLURM: the job id; else a stamp fixed at launch)")
+    run_dir: str = option("${paths.runs_dir}/${run_name}", "the run folder: checkpoints, logs, samples")
     seed: int = option(0, "global seed (ranks and loader workers derive theirs)", ge=0)
-    ckpt_path: str | None = option("auto", "auto: resume the newest checkpoint in run_dir; a path; or null")
-    init_from: str | None = option(None, "start from weights only: a .ckpt, a run folder, an export or .safetensors")
+    ckpt_path: str | None = option("auto", "auto: resume the newest checkpoint in run_dir (fresh start when there is "
+                                           "none); a path; or null")
+    init_from: str | None = option(None, "start from weights only (fresh optimizer, step 0): a .ckpt, a run folder, an "
+                                         "export or .safetensors; ckpt_path=auto still wins when run_dir has a "
+                                         "checkpoint (a requeued fine-tune resumes)")
     init_weights: str = option("ema", "which weights of a .ckpt to start from", choices=("ema", "raw"))
     init_strict: bool = option(False, "fail on any missing, unexpected or shape-mismatched tensor")
-    init_fresh: list[str] = option(doc="module-name patterns kept at their fresh init, e.g. [temporal]",
+    init_fresh: list[str] = option(doc="module-name patterns kept at their fresh init, e.g. [temporal] (image -> "
+                                       "video inflation)",
                                    factory=list)
-    init_required: bool = option(False, "refuse to start without init_from (fine-tuning experiments)")
+    init_required: bool = option(False, "refuse to start without init_from (the fine-tuning experiments set it)")
     print_config: bool = option(True, "print the resolved config at start (rank 0)")
     paths: Any = option(None, "root_dir, data_dir, runs_dir, weights_dir (conf/paths/)")
     data: Any = option(None, "the data module (conf/data/)")
