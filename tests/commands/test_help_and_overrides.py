@@ -1,10 +1,13 @@
-"""Through the real `main()`, in-process: each command's own help page, any Trainer argument as trainer.KEY,
+"""Through the real `main()`, in-process: each command's own help page (its keys from the config schema), a bad
+command value refused in one line, any Trainer argument as trainer.KEY,
 no `__main__.log`, and a bench table that stays readable when stdout is not a terminal."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -13,8 +16,12 @@ from hydra.utils import instantiate
 
 from wantrain.commands.argv import trainer_overrides
 from wantrain.commands.cli import main
+from wantrain.commands.help import defaults_list
 from wantrain.commands.registry import COMMANDS
+from wantrain.config_schema import schema_of
+from wantrain.config_schema.bench import BENCHES
 from wantrain.config_tree import config_dir, list_experiments
+from wantrain.schema import doc_of, key_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,9 +75,56 @@ def test_every_command_has_a_help_page(cli, name):
         assert f"  {action}" in out
 
 
-def test_bench_action_help_lists_its_keys(cli):
-    code, out, _ = cli("bench", "unet", "--help")
-    assert code == 0 and "bench.batch_size=" in out and "bench.compare_diffusers=" in out
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_help_keys_are_the_schemas_fields_with_their_defaults_and_docs(cli, name):
+    """Every own key of a command's schema is on its page as KEY=default, its doc beside it (wrapped)."""
+    code, out, _ = cli(name, "--help")
+    flat = " ".join(out.split())
+    schema = schema_of(COMMANDS[name].config_name)
+    groups = {group for group, _ in defaults_list(COMMANDS[name].config_name)} | {"experiment"}
+    for field in (f for f in dataclasses.fields(schema) if key_of(f) not in groups):
+        assert f"  {key_of(field)}=" in out, key_of(field)
+        assert " ".join(doc_of(field, resolve=False).split()) in flat, key_of(field)
+
+
+@pytest.mark.parametrize("action", sorted(BENCHES))
+def test_bench_action_help_lists_its_keys(cli, action):
+    code, out, _ = cli("bench", action, "--help")
+    assert code == 0
+    for field in dataclasses.fields(BENCHES[action]):
+        assert f"  bench.{key_of(field)}=" in out, key_of(field)
+
+
+def test_bench_help_describes_each_action_from_its_schema(cli):
+    code, out, _ = cli("bench", "--help")
+    assert code == 0
+    for action in BENCHES:
+        line = next(line for line in out.splitlines() if line.startswith(f"  {action} "))
+        assert line.split(None, 1)[1][:30] in " ".join(BENCHES[action].__doc__.split()), line
+
+
+def test_help_pages_import_neither_torch_nor_hydra():
+    """Help is read from the schema and the config tree only: no torch, Lightning or Hydra import (a subprocess, as
+    this test process has them all)."""
+    pages = "; ".join(f"main({[*args, '--help']!r})" for args in ([n] for n in COMMANDS))
+    code = (f"import sys; from wantrain.commands.cli import main; {pages}; main(['bench', 'quality', '--help']); "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'hydra', 'pytorch_lightning', "
+            "'diffusers'}); print('HEAVY', heavy)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-1] == "HEAVY []", result.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("sample", "crf=60"), "crf=60: out of range, use a value >= 0 and <= 51"),
+    (("bench", "unet", "bench.dtype=fp17"), "bench.dtype='fp17': not allowed (did you mean fp16?)"),
+])
+def test_a_bad_command_value_fails_in_one_line_before_anything_is_written(cli, tmp_path, args, message):
+    code, out, err = cli(*args)
+    assert code == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"wantrain: error: {message}"), line
+    assert not list(tmp_path.iterdir())
 
 
 def test_top_level_help_points_at_command_help(cli):

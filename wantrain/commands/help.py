@@ -1,16 +1,21 @@
-"""`python -m wantrain COMMAND --help`: wantrain's own help page, read from the config tree (no torch, no Hydra)."""
+"""`python -m wantrain COMMAND --help`: wantrain's own help page. The keys, their defaults and docs come from the
+config schema (wantrain/config_schema/); the groups, their options and the experiments from the config tree
+(file listings, the defaults lists read with OmegaConf, the experiments' header comments). No torch, no Hydra."""
 
 from __future__ import annotations
 
-import re
+import dataclasses
 import textwrap
 from pathlib import Path
+from typing import Any
 
+from omegaconf import OmegaConf
+
+from wantrain.config_schema import schema_of
+from wantrain.config_schema.data import DataOptions
 from wantrain.config_tree import config_dir, list_experiments
+from wantrain.schema import doc_of, key_of
 
-# Top-level `key: value  # comment` lines of a config file (nested keys are indented and skipped).
-KEY_LINE = re.compile(r"^([A-Za-z_]\w*):(?:\s+([^#]*?))?\s*(?:#\s*(.*))?$")
-SKIPPED_KEYS = {"defaults", "hydra", "_target_", "_convert_", "_partial_"}
 WIDTH = 118
 
 EXAMPLES: dict[str, tuple[str, ...]] = {
@@ -59,10 +64,11 @@ GROUP_KEYS: dict[str, str] = {
     "callbacks": "callbacks by name, e.g. callbacks.model_checkpoint.every_n_train_steps=500",
     "paths": "root_dir, data_dir, runs_dir, weights_dir",
 }
+NOT_KEYS = ("defaults", "hydra", "_target_", "_convert_", "_partial_", "_recursive_")
 
 
-def _description(path: Path) -> str:
-    """The first sentence of a config file's header comment (up to an example line or a blank comment)."""
+def header(path: Path) -> str:
+    """A config file's header comment as one line: its `#` lines up to an indented example or a blank comment."""
     words = []
     for line in path.read_text().splitlines():
         if line.startswith("# @package"):
@@ -70,42 +76,23 @@ def _description(path: Path) -> str:
         if not line.startswith("#") or line.startswith("#   ") or not line[1:].strip():
             break
         words.append(line[1:].strip())
-    text = " ".join(words)
-    return re.split(r"(?<=\.)\s+(?=[A-Z`])", text, maxsplit=1)[0].rstrip(":")
+    return " ".join(words)
 
 
-def _keys(path: Path) -> list[tuple[str, str, str]]:
-    """(key, value, comment) of a config file's top-level keys; a key's comment is its inline one, else the
-    comment lines just above it."""
-    rows, above = [], []
-    for line in path.read_text().splitlines():
-        if line.startswith("#"):
-            above.append(line[1:].strip())
-            continue
-        match = KEY_LINE.match(line)
-        if match and match.group(1) not in SKIPPED_KEYS:
-            key, value, comment = match.group(1), (match.group(2) or "").strip(), (match.group(3) or "").strip()
-            rows.append((key, value, comment or " ".join(a for a in above if a)))
-        if line.strip():
-            above = []
-    return rows
+def first_sentence(text: str) -> str:
+    """Up to the first full stop that a capital letter or a backquote follows."""
+    words = text.split()
+    for i, word in enumerate(words[:-1]):
+        if word.endswith(".") and (words[i + 1][0].isupper() or words[i + 1][0] == "`"):
+            return " ".join(words[: i + 1])
+    return text.rstrip(":")
 
 
-def _defaults(config: Path) -> list[tuple[str, str | None]]:
-    """(group, default option) pairs of a config file's defaults list."""
-    groups, inside = [], False
-    for line in config.read_text().splitlines():
-        if line.startswith("defaults:"):
-            inside = True
-            continue
-        if inside:
-            match = re.match(r"^\s+-\s+([\w/]+):\s*([\w.]+)", line)
-            if match:
-                option = match.group(2)
-                groups.append((match.group(1), None if option == "null" else option))
-            elif line and not line.startswith((" ", "#")):
-                break
-    return groups
+def defaults_list(config_name: str) -> list[tuple[str, str | None]]:
+    """(group, default option) pairs of a config file's defaults list (`_self_` and package entries left out)."""
+    entries = OmegaConf.to_container(OmegaConf.load(config_dir() / f"{config_name}.yaml")).get("defaults") or []
+    return [(str(group), None if option is None else str(option)) for entry in entries if isinstance(entry, dict)
+            for group, option in entry.items()]
 
 
 def _options(group: str) -> list[str]:
@@ -127,38 +114,77 @@ def _table(rows: list[tuple[str, str]], indent: int = 2) -> list[str]:
     return lines
 
 
+def shown(value: Any) -> str:
+    """A default as it reads in YAML and on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(shown(v) for v in value) + "]"
+    if isinstance(value, dict) or dataclasses.is_dataclass(value):
+        return "{...}"
+    return str(value) if value != "" else "''"
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    return field.default_factory() if field.default_factory is not dataclasses.MISSING else "???"
+
+
+def field_rows(schema: type, prefix: str = "", skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """(`KEY=default`, doc) of a schema's fields, a nested schema's fields as `KEY.SUBKEY` below its own line."""
+    rows = []
+    for field in dataclasses.fields(schema):
+        key = key_of(field)
+        if key in skip:
+            continue
+        rows.append((f"{prefix}{key}={_clip(shown(_default(field)), 28)}", doc_of(field, resolve=False)))
+        nested = field.default_factory
+        if isinstance(nested, type) and dataclasses.is_dataclass(nested):
+            rows += field_rows(nested, f"{prefix}{key}.")
+    return rows
+
+
 def group_lines(config_name: str) -> list[str]:
     """The config groups of a command's config, options listed, the default marked with *."""
     rows = []
-    for group, default in _defaults(config_dir() / f"{config_name}.yaml"):
+    defaults = defaults_list(config_name)
+    for group, default in defaults:
         if group in ("hydra", "bench"):
             continue
         options = [f"*{o}" if o == default else o for o in _options(group)]
         rows.append((group, "  ".join(options) + ("" if default else "  (none by default)")))
-    if any(group == "hydra" for group, _ in _defaults(config_dir() / f"{config_name}.yaml")):
+    if any(group == "hydra" for group, _ in defaults):
         rows.append(("hydra/launcher", "  ".join(_options("hydra/launcher")) + "  (with -m: one SLURM job per point)"))
     return _table(rows)
 
 
-def key_lines(config_name: str, prefix: str = "", path: Path | None = None) -> list[str]:
-    """A command's top-level keys with their defaults and comments."""
-    path = path or config_dir() / f"{config_name}.yaml"
-    rows = []
-    for key, value, comment in _keys(path):
-        shown = value if value else "{...}"
-        rows.append((f"{prefix}{key}={_clip(shown, 28)}", comment))
-    return _table(rows)
+def key_lines(config_name: str) -> list[str]:
+    """A command's own keys (its schema's fields, groups left out) with their defaults and docs."""
+    schema = schema_of(config_name)
+    groups = tuple(group for group, _ in defaults_list(config_name))
+    return _table(field_rows(schema, skip=(*groups, "experiment"))) if schema else []
+
+
+def _file_keys(path: Path) -> list[str]:
+    return [str(k) for k in OmegaConf.to_container(OmegaConf.load(path)) if k not in NOT_KEYS]
 
 
 def group_key_lines(config_name: str) -> list[str]:
-    """`data.KEY`, `model.KEY`, `trainer.KEY`, ... lines: what each group's keys are and where they are set."""
+    """`data.KEY`, `model.KEY`, `trainer.KEY`, ... lines: what each group's keys are and where they are set (the
+    data keys from its schema; the model keys from the default model's file, as the model schema imports torch)."""
     rows = []
-    for group, default in _defaults(config_dir() / f"{config_name}.yaml"):
+    for group, default in defaults_list(config_name):
         if group == "trainer":
             rows.append(("trainer.KEY=VALUE", "any pytorch_lightning.Trainer argument, e.g. trainer.max_steps=500 "
                                               "trainer.val_check_interval=50 (conf/trainer/)"))
         elif group in GROUP_KEYS and default:
-            keys = " ".join(k for k, _, _ in _keys(config_dir() / group / f"{default}.yaml"))
+            if group == "data":
+                keys = " ".join(key_of(f) for f in dataclasses.fields(DataOptions))
+            else:
+                keys = " ".join(_file_keys(config_dir() / group / f"{default}.yaml"))
             what = GROUP_KEYS[group] if group in ("logger", "callbacks", "paths") else f"{GROUP_KEYS[group]}: {keys}"
             rows.append((f"{group}.KEY=VALUE", f"{what} (conf/{group}/{default}.yaml)"))
     return _table(rows)
@@ -167,10 +193,16 @@ def group_key_lines(config_name: str) -> list[str]:
 def usage_line(name: str, actions: tuple[str, ...], config_name: str) -> str:
     """`usage: python -m wantrain NAME ...` for one command."""
     action = f" {{{','.join(actions)}}}" if actions else ""
-    groups = " [GROUP=OPTION ...]" if any(g != "hydra" for g, _ in _defaults(config_dir() / f"{config_name}.yaml")) \
-        else ""
+    groups = " [GROUP=OPTION ...]" if any(g != "hydra" for g, _ in defaults_list(config_name)) else ""
     experiment = " [+experiment=NAME]" if config_name == "config" else ""
     return f"usage: python -m wantrain {name}{action}{groups} [KEY=VALUE ...]{experiment}"
+
+
+def action_summary(config_name: str, action: str) -> str:
+    """One action's line: its schema's docstring, less the leading "`bench ACTION`: "."""
+    schema = schema_of(config_name, action)
+    text = (schema.__doc__ or "").strip() if schema else ""
+    return text.split(": ", 1)[1] if text.startswith("`") and ": " in text else text
 
 
 def command_help(name: str, summary: str, config_name: str, actions: tuple[str, ...] = (),
@@ -180,7 +212,7 @@ def command_help(name: str, summary: str, config_name: str, actions: tuple[str, 
     if actions and action is None:
         lines += ["", "actions:"]
         if name == "bench":
-            lines += _table([(a, _description(config_dir() / "bench" / f"{a}.yaml")) for a in actions])
+            lines += _table([(a, action_summary(config_name, a)) for a in actions])
         else:
             lines += [f"  {a}" for a in actions]
     groups = group_lines(config_name)
@@ -188,12 +220,15 @@ def command_help(name: str, summary: str, config_name: str, actions: tuple[str, 
         lines += ["", "config groups (GROUP=OPTION; * marks the default; files in conf/GROUP/):", *groups]
     if config_name == "config":
         lines += ["", "experiments (+experiment=NAME, applied on top of everything; conf/experiment/NAME.yaml):"]
-        lines += _table([(e, _description(config_dir() / "experiment" / f"{e}.yaml")) for e in list_experiments()])
-    lines += ["", f"keys (KEY=VALUE; defaults from conf/{config_name}.yaml):", *key_lines(config_name)]
+        lines += _table([(e, first_sentence(header(config_dir() / "experiment" / f"{e}.yaml")))
+                         for e in list_experiments()])
+    lines += ["", f"keys (KEY=VALUE; defaults as in conf/{config_name}.yaml):", *key_lines(config_name)]
     lines += group_key_lines(config_name)
-    if name == "bench" and action:
+    bench = schema_of(config_name, action) if name == "bench" and action else None
+    if bench is not None:
         lines += ["", f"bench.KEY=VALUE (conf/bench/{action}.yaml):",
-                  *key_lines(config_name, "bench.", config_dir() / "bench" / f"{action}.yaml")]
+                  *textwrap.wrap(action_summary(config_name, action), WIDTH, initial_indent="  ",
+                                 subsequent_indent="  "), *_table(field_rows(bench, "bench."))]
     elif name == "bench":
         lines += ["", "`python -m wantrain bench ACTION --help` lists that benchmark's bench.KEY options."]
     lines += ["", "examples:", *(f"  {e}" for e in EXAMPLES.get(name, ()))]
