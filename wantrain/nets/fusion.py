@@ -15,6 +15,26 @@ def masked_mean(tokens: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (tokens * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
 
 
+def check_dropout_rates(rates: tuple[float, float, float]) -> tuple[float, float, float]:
+    """Condition dropout rates (text only, image only, both): each >= 0, summing to <= 1."""
+    if min(rates) < 0 or sum(rates) > 1:
+        raise ValueError(f"dropout rates (text, image, both) = {rates} must be >= 0 and sum to <= 1")
+    return rates
+
+
+def draw_dropout(batch_size: int, rates: tuple[float, float, float], device: torch.device | str | None = None,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample CFG dropout as exclusive events text-only / image-only / both at `rates`
+    -> (drop_text (B,) bool, drop_image (B,) bool)."""
+    gen_device = generator.device if generator is not None else "cpu"
+    u = torch.rand(batch_size, generator=generator, device=gen_device).to(device or "cpu")
+    t, i, both = rates
+    text_only = u < t
+    image_only = (u >= t) & (u < t + i)
+    drop_both = (u >= t + i) & (u < t + i + both)
+    return text_only | drop_both, image_only | drop_both
+
+
 class SpatialPooling(nn.Module):
     """Global image vector: mean over image tokens, (B, N, D) -> (B, D)."""
 
@@ -78,10 +98,8 @@ class ConditionFusion(nn.Module):
         mlp_ratio: float = 4.0,
     ) -> None:
         super().__init__()
-        rates = (p_drop_text, p_drop_image, p_drop_both)
-        if min(rates) < 0 or sum(rates) > 1:
-            raise ValueError(f"dropout rates (text, image, both) = {rates} must be >= 0 and sum to <= 1")
-        self.p_drop_text, self.p_drop_image, self.p_drop_both = rates
+        self.p_drop_text, self.p_drop_image, self.p_drop_both = check_dropout_rates(
+            (p_drop_text, p_drop_image, p_drop_both))
         self.width, self.text_dim, self.image_dim = width, text_dim, image_dim
         self.text_projection = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, width))
         self.image_projection = nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, width))
@@ -98,15 +116,8 @@ class ConditionFusion(nn.Module):
     def sample_dropout(
         self, batch_size: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw per-sample CFG dropout: exclusive events text-only / image-only / both at the configured rates
-        -> (drop_text (B,) bool, drop_image (B,) bool)."""
-        gen_device = generator.device if generator is not None else "cpu"
-        u = torch.rand(batch_size, generator=generator, device=gen_device).to(device or "cpu")
-        t, i, both = self.p_drop_text, self.p_drop_image, self.p_drop_both
-        text_only = u < t
-        image_only = (u >= t) & (u < t + i)
-        drop_both = (u >= t + i) & (u < t + i + both)
-        return text_only | drop_both, image_only | drop_both
+        """Per-sample CFG dropout at the configured rates -> (drop_text (B,) bool, drop_image (B,) bool)."""
+        return draw_dropout(batch_size, (self.p_drop_text, self.p_drop_image, self.p_drop_both), device, generator)
 
     def forward(
         self,

@@ -10,7 +10,6 @@ fresh init (image->video inflation: `[temporal]` keeps the temporal layers at id
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -19,45 +18,7 @@ from torch import nn
 from wantrain.errors import WantrainError
 from wantrain.inference.checkpoints import read_saved
 from wantrain.io.weights import load_safetensors
-from wantrain.nets.trainable import name_matches
-
-ADAPTER_PARTS = (".lora_A.", ".lora_B.", ".lora_embedding_", ".lora_magnitude_vector.")
-
-
-@dataclass
-class InitReport:
-    """What `init_from` loaded into which network, and what did not fit."""
-
-    source: str
-    weights: str  # "ema" | "raw" | "file"
-    net: str
-    loaded: list[str] = field(default_factory=list)
-    fresh: list[str] = field(default_factory=list)  # kept at their fresh init: LoRA adapters and init_fresh
-    missing: list[str] = field(default_factory=list)
-    unexpected: list[str] = field(default_factory=list)
-    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # name, source shape, model shape
-
-    def problems(self) -> str:
-        """'' when the source fits exactly, else a short description of what does not."""
-        parts = [f"{len(self.missing)} missing (e.g. {self.missing[0]})" if self.missing else "",
-                 f"{len(self.unexpected)} unexpected (e.g. {self.unexpected[0]})" if self.unexpected else "",
-                 "{} shape-mismatched (e.g. {} is {} in the source, {} here)".format(len(self.mismatched),
-                                                                                    *self.mismatched[0])
-                 if self.mismatched else ""]
-        return "; ".join(p for p in parts if p)
-
-    def text(self, show: int = 5) -> str:
-        """The report printed at the start of `fit`: counts, then up to `show` names per kind of problem."""
-        lines = [f"init_from {self.source} ({self.weights} weights) -> {self.net}: loaded {len(self.loaded)}, "
-                 f"kept fresh {len(self.fresh)}, missing {len(self.missing)}, unexpected {len(self.unexpected)}, "
-                 f"shape-mismatched {len(self.mismatched)}"]
-        for title, names in (("missing (fresh init)", self.missing), ("unexpected (ignored)", self.unexpected),
-                             ("shape-mismatched (fresh init)", [f"{n} {tuple(a)} vs {tuple(b)}"
-                                                                for n, a, b in self.mismatched])):
-            if names:
-                more = f" ... (+{len(names) - show})" if len(names) > show else ""
-                lines.append(f"  {title}: {', '.join(names[:show])}{more}")
-        return "\n".join(lines)
+from wantrain.nets.state_match import InitReport, match_state
 
 
 def _strip(state: dict[str, torch.Tensor], prefixes: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -83,28 +44,6 @@ def read_init_state(path: str | Path, kind: str, use_ema: bool, prefixes: dict[s
         raise WantrainError(f"init_from={path} holds a {saved.kind} model but this run trains a {kind} model: "
                             "pick a checkpoint of the same stage")
     return saved.state, saved.weights_kind
-
-
-def match_state(net: nn.Module, source: dict[str, torch.Tensor], fresh: Sequence[str] = ()) -> tuple[
-        dict[str, torch.Tensor], InitReport]:
-    """Pair the source's tensors with `net`'s by name (across LoRA's `base_layer`); -> (what to load, report)."""
-    report = InitReport("", "", type(net).__name__)
-    remaining = {k.replace(".base_layer.", "."): v for k, v in source.items()}
-    load: dict[str, torch.Tensor] = {}
-    for key, value in net.state_dict().items():
-        plain = key.replace(".base_layer.", ".")
-        if any(part in key for part in ADAPTER_PARTS) or (fresh and name_matches(plain, fresh)):
-            report.fresh.append(key)
-            remaining.pop(plain, None)
-        elif plain not in remaining:
-            report.missing.append(key)
-        elif tuple(remaining[plain].shape) != tuple(value.shape):
-            report.mismatched.append((key, tuple(remaining.pop(plain).shape), tuple(value.shape)))
-        else:
-            load[key] = remaining.pop(plain)
-            report.loaded.append(key)
-    report.unexpected = sorted(remaining)
-    return load, report
 
 
 def init_weights(module: nn.Module, path: str | Path, use_ema: bool = True, strict: bool = False,
