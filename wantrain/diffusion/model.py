@@ -1,4 +1,7 @@
-"""`VideoDiffusion`: the one diffusion model (UNet + fusion + objective) that conditions, scores and samples.
+"""`VideoDiffusion`: the one diffusion model (a denoiser backbone + objective) that conditions, scores and samples.
+
+The backbone is the UNet with its condition fusion (T5 + DiT tokens, first-frame channels), or a DiT that takes the
+conditions itself (`nets.wan.WanDenoiser`: umT5 states, CLIP states, first-frame latents + mask).
 
 Training (the LightningModule), validation, evaluation, `sample` and exports all use this class; the frozen
 encoders and the VAE of latent space stay outside it (their outputs come in as `Conditions` and model-space
@@ -59,13 +62,15 @@ def initial_noise(shape: Sequence[int], seeds: Sequence[int], device: torch.devi
 
 class VideoDiffusion(nn.Module):
     """Image-to-video diffusion: `fusion` turns conditions into context tokens, `unet` denoises (B, C, T, H, W)
-    model-space clips under the objective `schedule`; `loss`, `validation_losses` and `sample` are the only places
-    that run it."""
+    model-space clips under the objective `schedule` - or `net`, a backbone that conditions itself, does both;
+    `loss`, `validation_losses` and `sample` are the only places that run it."""
 
-    def __init__(self, unet: nn.Module, fusion: nn.Module, schedule: NoiseSchedule | FlowMatching,
-                 timestep_buckets: int = 4, cond_aug: CondAug | None = None) -> None:
+    def __init__(self, unet: nn.Module | None, fusion: nn.Module | None, schedule: NoiseSchedule | FlowMatching,
+                 timestep_buckets: int = 4, cond_aug: CondAug | None = None, net: nn.Module | None = None) -> None:
         super().__init__()
-        self.unet, self.fusion, self.schedule = unet, fusion, schedule
+        if (net is None) == (unet is None or fusion is None):
+            raise ValueError("VideoDiffusion takes a UNet with its fusion, or a backbone `net`, not both")
+        self.unet, self.fusion, self.net, self.schedule = unet, fusion, net, schedule
         self.timestep_buckets = int(timestep_buckets)
         self.cond_aug = cond_aug  # training noise on the conditioning frame; its level is micro-conditioning
         if cond_aug is not None and not self.tells_cond_aug:
@@ -73,9 +78,19 @@ class VideoDiffusion(nn.Module):
                              f"(e.g. [fps, {MICRO_NAME}]) so the UNet is told the level, or set model.cond_aug=null")
 
     @property
+    def denoiser(self) -> nn.Module:
+        """The network that predicts: the UNet, or the backbone `net`."""
+        return self.net if self.net is not None else self.unet
+
+    def condition_dims(self) -> tuple[int, int | None]:
+        """The text and image token widths the model takes (the fusion's inputs, or the backbone's)."""
+        source = self.fusion if self.fusion is not None else self.net
+        return int(source.text_dim), source.image_dim
+
+    @property
     def tells_cond_aug(self) -> bool:
         """Whether the UNet takes the conditioning-frame noise level as micro-conditioning (trained with cond_aug)."""
-        return MICRO_NAME in tuple(getattr(self.unet, "micro_conditioning", ()))
+        return MICRO_NAME in tuple(getattr(self.denoiser, "micro_conditioning", ()))
 
     def augment(self, cond: Conditions, levels: torch.Tensor, generator: torch.Generator | None = None,
                 noise: torch.Tensor | None = None) -> Conditions:
@@ -94,6 +109,8 @@ class VideoDiffusion(nn.Module):
         off = torch.zeros(b, dtype=torch.bool, device=x_t.device)
         drop_text = off if drop_text is None else drop_text
         drop_image = off if drop_image is None else drop_image
+        if self.net is not None:
+            return self.net(x_t, t, cond, drop_text, drop_image)
         context, context_mask, pooled = self.fusion(cond.text, cond.text_mask, cond.image_tokens,
                                                     drop_text=drop_text, drop_image=drop_image)
         concat = frame_condition(cond.frames.to(x_t.dtype), keep=~drop_image)
@@ -109,7 +126,7 @@ class VideoDiffusion(nn.Module):
         b = x0.shape[0]
         drop_text = drop_image = None
         if dropout:
-            drop_text, drop_image = self.fusion.sample_dropout(b, x0.device)
+            drop_text, drop_image = (self.fusion or self.net).sample_dropout(b, x0.device)
         if t is None:
             t = self.schedule.timesteps(b, x0.device, generator)
         if self.cond_aug is not None:
@@ -163,9 +180,11 @@ class VideoDiffusion(nn.Module):
             return self(x, t, cond.repeat(x.shape[0] // b), drop_text, drop_image)
 
         scheduler = self.schedule.sampler(sampler, shift=shift, clip_sample=clip_sample)
+        # Wan's pipelines feed the scheduler's own (integer) timesteps; the objective's are training's exact ones
+        own = getattr(self.denoiser, "uses_scheduler_timesteps", False)
         return sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
                       image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
-                      noise=noise, model_timesteps=self.schedule.model_timesteps,
+                      noise=noise, model_timesteps=None if own else self.schedule.model_timesteps,
                       guidance_rescale=float(guidance_rescale or 0.0),
                       guidance_ramp=None if guidance_ramp is None else float(guidance_ramp),
                       keep_first=keep, renoise=self.schedule.add_noise)
@@ -174,7 +193,7 @@ class VideoDiffusion(nn.Module):
         """Model-space clips (B, C, T, H, W) shaped like the conditioning frames, clip i from seed i (DDIM eta noise
         from seeds[0])."""
         device = cond.frames.device
-        shape = (cond.frames.shape[0], int(self.unet.out_channels), *cond.frames.shape[2:])
+        shape = (cond.frames.shape[0], int(self.denoiser.out_channels), *cond.frames.shape[2:])
         generator = torch.Generator(device).manual_seed(int(seeds[0]))
         cond_noise = None
         if self.tells_cond_aug:  # clip i's conditioning-frame noise from its own seed too

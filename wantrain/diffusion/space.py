@@ -110,9 +110,11 @@ class LatentSpace:
 
 
 def check_unet_channels(unet: torch.nn.Module, space: Space, where: str = "model.unet") -> None:
-    """One-line error when the UNet's input/output/concat channels do not fit the space's channels."""
+    """One-line error when the denoiser's input/output/concat channels do not fit the space's channels (the UNet:
+    concat C + 1, clip + mask; a backbone with `expected_concat`, e.g. Wan I2V: C + 4)."""
     c = space.channels
+    concat = unet.expected_concat(c) if hasattr(unet, "expected_concat") else c + 1
     have = (int(unet.in_channels), int(unet.out_channels), int(unet.concat_channels))
-    if have != (c, c, c + 1):
+    if have != (c, c, concat):
         raise ValueError(f"{where} has in/out/concat channels {have} but this space has {c}-channel clips: set "
-                         f"{where}.in_channels={c} {where}.out_channels={c} {where}.concat_channels={c + 1}")
+                         f"{where}.in_channels={c} {where}.out_channels={c} {where}.concat_channels={concat}")

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 MARKER = "wantrain_tiny.json"  # records how a tiny model was built; makes builds idempotent
-_LOCK = threading.Lock()  # seeding the global RNG is not thread-safe
+_LOCK = threading.RLock()  # seeding the global RNG is not thread-safe; re-entrant: a pipeline builds its parts
 
 
 def _build_atomic(path: str | os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:

@@ -69,8 +69,7 @@ class BaseModel(nn.Module):
         self.encoders = FrozenEncoders(text, image, vae=vae)
         self.encoders.load()
         self.space = LatentSpace(self.encoders.load_vae()) if latent else PIXELS
-        fusion = self.model.fusion
-        self.encoders.check_dims(fusion.text_dim, fusion.image_dim, fix="wrong encoder paths?")
+        self.encoders.check_dims(*self.model.condition_dims(), fix="wrong encoder paths?")
 
     @property
     def device(self) -> torch.device:
@@ -97,7 +96,7 @@ class BaseModel(nn.Module):
         device = self.device
         images = images.to(device, torch.float32)
         text, mask, tokens = self.encoders.encode(list(prompts), images, device)
-        names = getattr(self.model.unet, "micro_conditioning", ())  # unset: fps of the checkpoint's videos, else 0
+        names = getattr(self.model.denoiser, "micro_conditioning", ())  # unset: fps of the checkpoint's videos, else 0
         unset = {"fps": float((self.sampling.get("video") or {}).get("fps", 8))}
         micro = {n: torch.full((images.shape[0],), float(self.micro.get(n, unset.get(n, 0.0)))) for n in names} or None
         frames = self.space.first_frames(images, num_frames)

@@ -70,9 +70,23 @@ def build(node: dict[str, Any], **overrides: Any) -> Any:
 
 
 def build_diffusion(config: dict[str, Any]) -> VideoDiffusion:
-    """An untrained `VideoDiffusion` from a saved model's config nodes (unet, fusion, schedule)."""
+    """An untrained `VideoDiffusion` from a saved model's config nodes (unet + fusion, or net; schedule)."""
+    if config.get("net"):
+        return VideoDiffusion(None, None, build(config["schedule"]), int(config.get("timestep_buckets", 4)),
+                              net=build(config["net"]))
     return VideoDiffusion(build(config["unet"]), build(config["fusion"]), build(config["schedule"]),
                           int(config.get("timestep_buckets", 4)))
+
+
+def portable_net(node: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A backbone node that rebuilds without its source folder: `path` (a diffusers folder, read at training
+    start) replaced by the architecture in its config.json, so checkpoints and exports are self-contained."""
+    if not node or not node.get("path"):
+        return node
+    from wantrain.nets.pretrained import model_folder
+
+    config = json.loads((model_folder(node["path"], "transformer") / "config.json").read_text())
+    return {**node, "path": None, "config": {k: v for k, v in config.items() if not k.startswith("_")}}
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:
@@ -128,13 +142,15 @@ def model_config(kind: str, run: dict[str, Any], hparams: dict[str, Any]) -> dic
     model, data = run.get("model", {}), run.get("data", {}) or {}
     size = _size(data.get("resolution"))
     if kind == DIFFUSION:
-        missing = [k for k in ("unet", "fusion", "schedule") if k not in model]
+        missing = [k for k in (("net",) if model.get("net") else ("unet", "fusion")) + ("schedule",)
+                   if k not in model]
         if missing:
             raise WantrainError(f"the checkpoint's config lacks model.{missing[0]}; "
                                 "it was not written by `wantrain fit`")
         objective = model.get("objective", "ddpm")
         return {
-            "kind": DIFFUSION, "unet": model["unet"], "fusion": model["fusion"],
+            "kind": DIFFUSION, "unet": model.get("unet"), "fusion": model.get("fusion"),
+            "net": portable_net(model.get("net")),
             "schedule": model["flow"] if objective == "flow" else model["schedule"], "objective": objective,
             "space": model.get("space", "pixel"), "vae": model.get("vae") if model.get("space") == "latent" else None,
             "text_encoder": model.get("text_encoder"), "image_encoder": model.get("image_encoder"),
@@ -203,7 +219,7 @@ def read_checkpoint(path: Path, use_ema: bool = True) -> SavedModel:
 def _with_lora(saved: SavedModel, settings: dict[str, Any]) -> VideoDiffusion:
     """The saved diffusion model rebuilt (untrained) with LoRA adapters on its UNet."""
     model = build_diffusion(saved.config)
-    add_lora(model.unet, settings)
+    add_lora(model.denoiser, settings)
     return model
 
 
@@ -211,8 +227,8 @@ def merge_lora_of(saved: SavedModel, settings: dict[str, Any]) -> SavedModel:
     """A LoRA fine-tune's weights (base + adapters, as trained) -> merged plain weights, adapters kept aside."""
     model = _with_lora(saved, settings)
     load_weights(model, saved.state, f"{saved.source} (LoRA fine-tune)")
-    adapters = lora_state_dict(model.unet)
-    merge_lora(model.unet)
+    adapters = lora_state_dict(model.denoiser)
+    merge_lora(model.denoiser)
     state = {k: v.detach() for k, v in model.state_dict().items()}
     return dataclasses.replace(saved, state=state, lora={"settings": settings, "state": adapters})
 
@@ -232,10 +248,10 @@ def apply_lora_file(saved: SavedModel, path: str | Path) -> SavedModel:
             raise ValueError(f"the base model lacks {missing[0]}")
         model.load_state_dict({k: saved.state[k.replace(".base_layer.", ".")] for k in model.state_dict()
                                if ".lora_" not in k}, strict=False)
-        load_lora_state(model.unet, adapters)
+        load_lora_state(model.denoiser, adapters)
     except ValueError as err:
         raise WantrainError(f"lora={path} does not fit base model {saved.source}: {err}") from None
-    merge_lora(model.unet)
+    merge_lora(model.denoiser)
     state = {k: v.detach() for k, v in model.state_dict().items()}
     return dataclasses.replace(saved, state=state, lora={"settings": settings, "state": adapters},
                                source=f"{saved.source} + {path}")

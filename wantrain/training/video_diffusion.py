@@ -37,8 +37,8 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
 
     def __init__(
         self,
-        unet: nn.Module,
-        fusion: nn.Module,
+        unet: nn.Module | None,
+        fusion: nn.Module | None,
         schedule: NoiseSchedule,
         optimizer: Callable[..., torch.optim.Optimizer],
         lr_scheduler: Callable[..., Any] | None = None,
@@ -59,6 +59,7 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         lora: dict[str, Any] | None = None,
         cond_aug: dict[str, Any] | None = None,
         weight_decay_exclude: list[str] | None = None,
+        net: nn.Module | None = None,
     ) -> None:
         super().__init__()
         if conditioning not in ("live", "cached"):
@@ -68,16 +69,16 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
             raise WantrainError(f"model.objective={objective!r}: use ddpm (model.schedule) or flow (model.flow)")
         if space not in ("pixel", "latent"):
             raise WantrainError(f"model.space must be 'pixel' or 'latent', got {space!r}")
-        self.save_hyperparameters(ignore=["unet", "fusion", "schedule", "flow", "optimizer", "lr_scheduler",
+        self.save_hyperparameters(ignore=["unet", "fusion", "net", "schedule", "flow", "optimizer", "lr_scheduler",
                                           "text_encoder", "image_encoder", "vae"])
         # model.cond_aug: noise on the conditioning frame, its level as micro-conditioning. Bad values raise
         # ValueError naming the key: `fit` prints it in one line (commands/failures.py), the schema checked the keys.
         self.model = VideoDiffusion(unet, fusion, objectives[objective], timestep_buckets,
-                                    CondAug(**cond_aug) if cond_aug else None)
+                                    CondAug(**cond_aug) if cond_aug else None, net=net)
         # LoRA adapters on the UNet (model.lora.rank), then trainable groups (model.trainable; with LoRA: [lora])
         self.lora = lora_settings(**lora) if lora and lora.get("rank") is not None else None
         if self.lora is not None:
-            add_lora(self.model.unet, self.lora)
+            add_lora(self.model.denoiser, self.lora)
         groups = trainable if trainable is not None else (["lora"] if self.lora else None)
         self.trainable_groups = None if groups is None else [str(g) for g in groups]
         set_trainable(self.model, self.trainable_groups)
@@ -94,13 +95,18 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         self.val_examples: dict[str, Any] | None = None  # the first validation batch's clips, for sample videos
 
     @property
-    def unet(self) -> nn.Module:
-        """The trained UNet (for callbacks that address networks by name, e.g. compile)."""
+    def unet(self) -> nn.Module | None:
+        """The trained UNet (None with a DiT backbone)."""
         return self.model.unet
 
     @property
-    def fusion(self) -> nn.Module:
-        """The trained condition fusion."""
+    def denoiser(self) -> nn.Module:
+        """The trained denoiser: the UNet or the DiT backbone (for callbacks that address networks by name)."""
+        return self.model.denoiser
+
+    @property
+    def fusion(self) -> nn.Module | None:
+        """The trained condition fusion (the UNet's; None with a backbone that conditions itself)."""
         return self.model.fusion
 
     @property
@@ -122,13 +128,13 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         trainer = attached_trainer(self)
         datamodule = trainer.datamodule if trainer is not None else None
         try:
-            check_unet_channels(self.unet, self.space)
+            check_unet_channels(self.denoiser, self.space, "model.unet" if self.model.net is None else "model.net")
         except ValueError as err:
             raise WantrainError(str(err)) from None
         self.preflight_unless_done(datamodule, trainer)
         if self.hparams.conditioning == "live":
             self.encoders.load()
-            self.encoders.check_dims(self.fusion.text_dim, self.fusion.image_dim)
+            self.encoders.check_dims(*self.model.condition_dims())
 
     def preflight_scope(self) -> bool:
         """Whether the VAE is loaded: its downsampling and frame rule join the checks."""
@@ -152,7 +158,7 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
 
     def downsampling(self) -> int:
         """Pixels per UNet bottleneck cell: the UNet's downsampling, times the VAE's once the latent space is built."""
-        return int(getattr(self.unet, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
+        return int(getattr(self.denoiser, "downscale", 1)) * (self.space.spatial_factor if self._space else 1)
 
     def check_resolution(self, resolution: int | tuple[int, int] | None) -> None:
         """Fail in one line when `data.resolution` does not divide by the UNet's (and the VAE's) downsampling."""
@@ -200,7 +206,7 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
             frames = self.cached_latents(batch, "first_latent")
         else:
             frames = self.space.first_frames(batch["image"].to(self.device), batch["video"].shape[2])
-        names = getattr(self.unet, "micro_conditioning", ())  # model.unet.micro_conditioning: batch keys, e.g. fps
+        names = getattr(self.denoiser, "micro_conditioning", ())  # model.unet.micro_conditioning: batch keys, e.g. fps
         micro = {n: torch.as_tensor(batch[n]) for n in names if n in batch} or None
         return Conditions(text, mask, tokens, frames, micro, self.space.image_frames(frames.shape[2])).to(self.device)
 

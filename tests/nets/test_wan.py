@@ -1,0 +1,82 @@
+"""The Wan DiT backbone: a tiny random Wan2.1 I2V folder in the Hub layout, loaded on meta and filled; wantrain's
+prediction equals a direct `WanTransformer3DModel` call with the inputs `WanImageToVideoPipeline` builds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from wantrain.diffusion.flow import FlowMatching
+from wantrain.diffusion.model import Conditions, VideoDiffusion
+from wantrain.encoders.tiny_wan import build_tiny_wan
+from wantrain.errors import WantrainError
+from wantrain.nets.wan import WAN_TEXT_LENGTH, WanDenoiser
+
+
+@pytest.fixture(scope="module")
+def wan_folder(tmp_path_factory: pytest.TempPathFactory):
+    return build_tiny_wan(tmp_path_factory.mktemp("wan") / "tiny-wan-i2v")
+
+
+def test_folder_has_the_hub_layout_and_loads_with_a_full_report(wan_folder) -> None:
+    index = json.loads((wan_folder / "model_index.json").read_text())
+    assert index["_class_name"] == "WanImageToVideoPipeline"
+    for part in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor", "scheduler"):
+        assert part in index and (wan_folder / part).is_dir(), part
+    net = WanDenoiser(path=wan_folder)
+    report = net.load_report
+    assert report.loaded and not (report.missing or report.unexpected or report.mismatched)
+    assert len(report.loaded) == len(net.transformer.state_dict())
+    assert not any(p.is_meta for p in net.parameters())
+    assert (net.in_channels, net.concat_channels, net.downscale) == (4, 8, 2)
+
+
+def test_incomplete_folder_is_one_line(wan_folder, tmp_path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "transformer"
+    broken.mkdir()
+    (broken / "config.json").write_text((wan_folder / "transformer" / "config.json").read_text())
+    state = load_file(str(wan_folder / "transformer" / "diffusion_pytorch_model.safetensors"))
+    state.pop(sorted(state)[0])
+    save_file(state, str(broken / "diffusion_pytorch_model.safetensors"))
+    with pytest.raises(WantrainError, match="does not fit its own config.json: 1 missing"):
+        WanDenoiser(path=broken)
+
+
+def test_prediction_equals_the_pipeline_call(wan_folder) -> None:
+    """(latents, t, conditions) through the core == transformer(cat([latents, mask, first latents]), t, text, image)
+    as pipeline_wan_i2v.py builds them: mask 1 on latent frame 0 (4 channels), text zero after the prompt."""
+    net = WanDenoiser(path=wan_folder)
+    model = VideoDiffusion(None, None, FlowMatching(), net=net).eval()
+    g = torch.Generator().manual_seed(0)
+    b, c, t, h, w = 2, 4, 3, 4, 4
+    x_t = torch.randn(b, c, t, h, w, generator=g)
+    first = torch.randn(b, c, t, h, w, generator=g)
+    text = torch.randn(b, WAN_TEXT_LENGTH, 32, generator=g)
+    mask = torch.zeros(b, WAN_TEXT_LENGTH, dtype=torch.bool)
+    mask[0, :7], mask[1, :3] = True, True
+    image = torch.randn(b, 17, 32, generator=g)
+    image_frames = torch.tensor([True, False, False])
+    cond = Conditions(text * mask[..., None], mask, image, first, None, image_frames)
+    steps = torch.tensor([999.0, 500.0])
+    with torch.no_grad():
+        ours = model(x_t, steps, cond)
+        lat_mask = torch.zeros(b, 4, t, h, w)
+        lat_mask[:, :, 0] = 1.0
+        direct = net.transformer(torch.cat([x_t, lat_mask, first], dim=1), steps, encoder_hidden_states=text * mask[
+            ..., None], encoder_hidden_states_image=image, return_dict=False)[0]
+        dropped = model(x_t, steps, cond, drop_text=torch.tensor([True, False]))
+    torch.testing.assert_close(ours, direct, rtol=0, atol=1e-5)
+    assert not torch.allclose(dropped[0], ours[0]) and torch.allclose(dropped[1], ours[1], atol=1e-6)
+
+
+def test_short_text_is_refused_in_one_line(wan_folder) -> None:
+    net = WanDenoiser(path=wan_folder)
+    cond = Conditions(torch.zeros(1, 77, 32), torch.ones(1, 77, dtype=torch.bool), torch.zeros(1, 17, 32),
+                      torch.zeros(1, 4, 3, 4, 4))
+    off = torch.zeros(1, dtype=torch.bool)
+    with pytest.raises(ValueError, match="max_length=512"):
+        net(torch.zeros(1, 4, 3, 4, 4), torch.tensor([1.0]), cond, off, off)
