@@ -195,7 +195,7 @@ class UpsamplerBench:
     detail_blocks: int = option(1, "detail enhancer blocks", ge=0)
     temporal_kernel: int = option(3, "temporal kernel size", ge=1)
     upsample: str = option("nearest", "upsampling layer", choices=("nearest", "pixelshuffle"))
-    discriminator: str = option("unet", "discriminator kind", choices=("unet", "patch3d"))
+    discriminator: str = option("unet", "discriminator kind", choices=("unet", "patch3d", "unet_temporal"))
     disc_channels: int = option(16, "discriminator channels", ge=1)
     warmup: int = option(1, "untimed iterations", ge=0)
     repeats: int = option(3, "timed iterations", ge=1)

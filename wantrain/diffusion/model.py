@@ -82,10 +82,14 @@ class VideoDiffusion(nn.Module):
         """The network that predicts: the UNet, or the backbone `net`."""
         return self.net if self.net is not None else self.unet
 
+    @property
+    def conditioner(self) -> nn.Module:
+        """What takes the conditions and draws their dropout: the UNet's fusion, or the backbone `net`."""
+        return self.fusion if self.fusion is not None else self.net
+
     def condition_dims(self) -> tuple[int, int | None]:
         """The text and image token widths the model takes (the fusion's inputs, or the backbone's)."""
-        source = self.fusion if self.fusion is not None else self.net
-        return int(source.text_dim), source.image_dim
+        return int(self.conditioner.text_dim), self.conditioner.image_dim
 
     @property
     def tells_cond_aug(self) -> bool:
@@ -126,7 +130,7 @@ class VideoDiffusion(nn.Module):
         b = x0.shape[0]
         drop_text = drop_image = None
         if dropout:
-            drop_text, drop_image = (self.fusion or self.net).sample_dropout(b, x0.device)
+            drop_text, drop_image = self.conditioner.sample_dropout(b, x0.device)
         if t is None:
             t = self.schedule.timesteps(b, x0.device, generator)
         if self.cond_aug is not None:

@@ -46,7 +46,7 @@ def _cast(name: str, tensor: torch.Tensor, dtype: torch.dtype, keep_fp32: tuple[
     """Floating tensors in `dtype`, except the modules the model keeps in float32 (diffusers' _keep_in_fp32_modules)."""
     if not tensor.is_floating_point():
         return tensor
-    return tensor.float() if any(f".{m}." in f".{name}" for m in keep_fp32) else tensor.to(dtype)
+    return tensor.float() if any(m in name.split(".") for m in keep_fp32) else tensor.to(dtype)
 
 
 def load_pretrained(cls: type[nn.Module], path: str | os.PathLike, subfolder: str = "transformer",
