@@ -49,6 +49,14 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def wan_dir(data_dir: Path) -> Path:
+    """The tiny random Wan2.1 I2V pipeline folder (Hub layout) where +experiment=wan_tiny_i2v looks for it."""
+    from wantrain.encoders.tiny_wan import build_tiny_wan
+
+    return build_tiny_wan(data_dir / "encoders" / "tiny-wan-i2v")
+
+
 def run_wantrain(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str | None] | None = None,
                  ) -> subprocess.CompletedProcess[str]:
     """Run `python -m wantrain ARGS` in a subprocess (as a user would), capturing its output."""

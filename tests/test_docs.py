@@ -29,6 +29,7 @@ NOT_HYDRA = {
     ".venv/bin/python -m pytest": "the test command (.ci/run runs it) and its tiers",
     "scripts/gpu-check.sh": "a shell script of wantrain launches; tests/test_gpu_check.py runs it on CPU",
     "tensorboard": "TensorBoard's own CLI",
+    "hf": "the Hugging Face CLI (`hf download`: weights, where there is internet)",
     "sudo": "`sudo bash slurm/local-cluster.sh start`: the local SLURM cluster (.ci/run starts it)",
 }
 

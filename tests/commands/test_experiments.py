@@ -24,11 +24,13 @@ def test_bare_fit_composes_the_i2v_tiny_experiment(compose, tmp_path):
 
 
 @pytest.mark.parametrize("name", list_experiments())
-def test_experiment_instantiates_data_model_and_trainer(compose, name, tmp_path, torch_home, monkeypatch):
+def test_experiment_instantiates_data_model_and_trainer(compose, name, tmp_path, torch_home, monkeypatch, request):
     monkeypatch.setenv("TORCH_HOME", str(torch_home))  # the upsampler stages load VGG19 from there
-    cfg = compose(f"+experiment={name}", root=tmp_path)
+    # the Wan experiments start from a diffusers folder: the tiny one, in the released layout
+    wan = [f"init_from={request.getfixturevalue('wan_dir')}"] if name.startswith("wan") else []
+    cfg = compose(f"+experiment={name}", *wan, root=tmp_path)
     if cfg.trainer.get("accelerator") != "cpu" or cfg.trainer.get("strategy") not in (None, "auto"):
-        cfg = compose(f"+experiment={name}", *_cpu_overrides(cfg), root=tmp_path)
+        cfg = compose(f"+experiment={name}", *wan, *_cpu_overrides(cfg), root=tmp_path)
     if OmegaConf.is_missing(cfg.data, "train_shards"):
         cfg.data.train_shards = str(tmp_path / "shard-{00000..00001}.tar")  # a user's shards; not opened here
     datamodule = instantiate(cfg.data)

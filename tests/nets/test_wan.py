@@ -10,22 +10,16 @@ import torch
 
 from wantrain.diffusion.flow import FlowMatching
 from wantrain.diffusion.model import Conditions, VideoDiffusion
-from wantrain.encoders.tiny_wan import build_tiny_wan
 from wantrain.errors import WantrainError
 from wantrain.nets.wan import WAN_TEXT_LENGTH, WanDenoiser
 
 
-@pytest.fixture(scope="module")
-def wan_folder(tmp_path_factory: pytest.TempPathFactory):
-    return build_tiny_wan(tmp_path_factory.mktemp("wan") / "tiny-wan-i2v")
-
-
-def test_folder_has_the_hub_layout_and_loads_with_a_full_report(wan_folder) -> None:
-    index = json.loads((wan_folder / "model_index.json").read_text())
+def test_folder_has_the_hub_layout_and_loads_with_a_full_report(wan_dir) -> None:
+    index = json.loads((wan_dir / "model_index.json").read_text())
     assert index["_class_name"] == "WanImageToVideoPipeline"
     for part in ("transformer", "vae", "text_encoder", "tokenizer", "image_encoder", "image_processor", "scheduler"):
-        assert part in index and (wan_folder / part).is_dir(), part
-    net = WanDenoiser(path=wan_folder)
+        assert part in index and (wan_dir / part).is_dir(), part
+    net = WanDenoiser(path=wan_dir)
     report = net.load_report
     assert report.loaded and not (report.missing or report.unexpected or report.mismatched)
     assert len(report.loaded) == len(net.transformer.state_dict())
@@ -33,23 +27,23 @@ def test_folder_has_the_hub_layout_and_loads_with_a_full_report(wan_folder) -> N
     assert (net.in_channels, net.concat_channels, net.downscale) == (4, 8, 2)
 
 
-def test_incomplete_folder_is_one_line(wan_folder, tmp_path) -> None:
+def test_incomplete_folder_is_one_line(wan_dir, tmp_path) -> None:
     from safetensors.torch import load_file, save_file
 
     broken = tmp_path / "transformer"
     broken.mkdir()
-    (broken / "config.json").write_text((wan_folder / "transformer" / "config.json").read_text())
-    state = load_file(str(wan_folder / "transformer" / "diffusion_pytorch_model.safetensors"))
+    (broken / "config.json").write_text((wan_dir / "transformer" / "config.json").read_text())
+    state = load_file(str(wan_dir / "transformer" / "diffusion_pytorch_model.safetensors"))
     state.pop(sorted(state)[0])
     save_file(state, str(broken / "diffusion_pytorch_model.safetensors"))
     with pytest.raises(WantrainError, match="does not fit its own config.json: 1 missing"):
         WanDenoiser(path=broken)
 
 
-def test_prediction_equals_the_pipeline_call(wan_folder) -> None:
+def test_prediction_equals_the_pipeline_call(wan_dir) -> None:
     """(latents, t, conditions) through the core == transformer(cat([latents, mask, first latents]), t, text, image)
     as pipeline_wan_i2v.py builds them: mask 1 on latent frame 0 (4 channels), text zero after the prompt."""
-    net = WanDenoiser(path=wan_folder)
+    net = WanDenoiser(path=wan_dir)
     model = VideoDiffusion(None, None, FlowMatching(), net=net).eval()
     g = torch.Generator().manual_seed(0)
     b, c, t, h, w = 2, 4, 3, 4, 4
@@ -73,8 +67,8 @@ def test_prediction_equals_the_pipeline_call(wan_folder) -> None:
     assert not torch.allclose(dropped[0], ours[0]) and torch.allclose(dropped[1], ours[1], atol=1e-6)
 
 
-def test_short_text_is_refused_in_one_line(wan_folder) -> None:
-    net = WanDenoiser(path=wan_folder)
+def test_short_text_is_refused_in_one_line(wan_dir) -> None:
+    net = WanDenoiser(path=wan_dir)
     cond = Conditions(torch.zeros(1, 77, 32), torch.ones(1, 77, dtype=torch.bool), torch.zeros(1, 17, 32),
                       torch.zeros(1, 4, 3, 4, 4))
     off = torch.zeros(1, dtype=torch.bool)

@@ -217,22 +217,26 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
     assert trainer.state.finished and torch.isfinite(trainer.callback_metrics["train/loss"])
 
 
-OVERFIT = {  # experiment -> (frames, size) of the one clip
-    "i2v_tiny": (8, 16),  # DDPM (v-prediction) in pixels, DDIM sampling
-    "i2v_flow_tiny": (8, 16),  # flow matching in pixels, Euler sampling
-    "i2v_latent_tiny": (9, 32),  # flow matching on a tiny random Wan VAE's latents (3x4x4): judged vs its recon
+OVERFIT = {  # experiment -> (frames, size) of the one clip, the sample's PSNR it must reach (dB)
+    "i2v_tiny": (8, 16, 20.0),  # DDPM (v-prediction) in pixels, DDIM sampling
+    "i2v_flow_tiny": (8, 16, 20.0),  # flow matching in pixels, Euler sampling
+    "i2v_latent_tiny": (9, 32, 20.0),  # flow matching on a tiny random Wan VAE's latents (3x4x4): vs the clip's latents
+    "wan_tiny_i2v": (9, 32, 30.0),  # the Wan DiT backbone from a diffusers folder, UniPC sampling (issue 27: 30 dB)
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("experiment", sorted(OVERFIT))
-def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(experiment, compose, data_dir, tmp_path):
-    """Train the real stage (encoders, fusion, UNet, objective, EMA) on one clip through the real data pipeline;
-    sampling from that clip's first frame and caption then gives the clip back. Proves that training, objective,
-    targets and sampler agree."""
+def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(experiment, compose, data_dir, tmp_path,
+                                                                            request):
+    """Train the real stage (encoders, fusion or backbone, objective, EMA) on one clip through the real data
+    pipeline; sampling from that clip's first frame and caption then gives the clip back. Proves that training,
+    objective, targets and sampler agree."""
     from wantrain.data.synthetic import write_synthetic_dataset
 
-    frames, size = OVERFIT[experiment]
+    frames, size, min_psnr = OVERFIT[experiment]
+    if experiment.startswith("wan"):
+        request.getfixturevalue("wan_dir")  # the tiny diffusers folder the experiment starts from
     write_synthetic_dataset(tmp_path / "one", num_clips=1, num_val_clips=1, shard_size=1, num_frames=frames, size=size)
     shard = f"{tmp_path}/one/train-00000.tar"
     cfg = compose(f"+experiment={experiment}", f"paths.data_dir={data_dir}", f"data.train_shards={shard}",
@@ -258,7 +262,7 @@ def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(exp
     trained_psnr = sample_psnr(model, batch)
     print(f"{experiment}: overfit one clip: loss {first:.4f} -> {last:.4f}; sample PSNR {trained_psnr:.1f} dB "
           f"(untrained {untrained_psnr:.1f} dB)")
-    assert trained_psnr > 20.0 and trained_psnr > untrained_psnr + 10.0
+    assert trained_psnr > min_psnr and trained_psnr > untrained_psnr + 10.0
 
 
 def sample_psnr(model, batch) -> float:

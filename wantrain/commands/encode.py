@@ -11,6 +11,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from wantrain.commands.preflight import build_missing_backbone
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import expand_shard_spec
 from wantrain.encoders.cache import encode_shards
@@ -58,13 +59,17 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     rank, world_size = process_rank()
     shards = shards_to_encode(cfg)
     latents = wants_latents(cfg)
-    encoders = FrozenEncoders(instantiate(cfg.model.text_encoder), instantiate(cfg.model.image_encoder),
+    build_missing_backbone(cfg.model)  # a tiny Wan folder, whose encoders these are (wan_tiny_i2v)
+    image_node = cfg.model.get("image_encoder")  # null: a text-to-video model, no image tokens to cache
+    encoders = FrozenEncoders(instantiate(cfg.model.text_encoder),
+                              None if image_node is None else instantiate(image_node),
                               build_tiny=cfg.model.get("build_tiny_encoders", False),
                               vae=instantiate(cfg.model.vae) if latents else None)
     encoders.build_missing()
     encoders.load()
     device = pick_device(cfg.device)
-    text_encoder, image_encoder = encoders.text.to(device), encoders.image.to(device)
+    text_encoder = encoders.text.to(device)
+    image_encoder = None if encoders.image is None else encoders.image.to(device)
     decoder = validation_decoder(cfg.data)
     vae = None
     if latents:

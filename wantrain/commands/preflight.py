@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -51,11 +52,24 @@ def check_encoders(model: DictConfig) -> None:
                    factories[2]).check_available()
 
 
+def build_missing_backbone(model: DictConfig) -> None:
+    """A tiny random Wan pipeline folder at `model.net.path` when `build_tiny_encoders` asks and none is there (the
+    CPU experiment wan_tiny_i2v: its encoders and VAE come from the same folder). Before the model is built: the
+    backbone reads its weights in its constructor."""
+    net = model.get("net")
+    if not (net and net.get("path") and model.get("build_tiny_encoders")) or Path(str(net.path)).exists():
+        return
+    from wantrain.encoders.tiny_wan import build_tiny_wan
+
+    build_tiny_wan(str(net.path), task="i2v" if model.get("image_encoder") else "t2v")
+
+
 def check_conditioning(cfg: DictConfig) -> None:
     """model.conditioning=cached needs the cached t5 and dit embeddings in the batches."""
     if cfg.model.get("conditioning") != "cached":
         return
-    missing = [name for name in ("t5", "dit") if name not in (cfg.data.get("embeddings") or [])]
+    names = ("t5", "dit") if cfg.model.get("image_encoder") is not None else ("t5",)  # text-to-video: no image
+    missing = [name for name in names if name not in (cfg.data.get("embeddings") or [])]
     if missing:
         raise WantrainError(f"model.conditioning=cached needs data.embeddings to include {missing}: cache them "
                             "with `python -m wantrain encode out=DIR`, then data.embeddings=[t5,dit]")
@@ -69,6 +83,7 @@ def prepare_run(cfg: DictConfig, command: str, extra_callbacks: list[pl.Callback
     check_conditioning(cfg)
     datamodule = instantiate(cfg.data)
     run_preflight(datamodule)  # the data alone: its shards
+    build_missing_backbone(cfg.model)
     check_encoders(cfg.model)
     max_steps = cfg.trainer.get("max_steps") if command == "fit" else None
     ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.run_dir, max_steps)

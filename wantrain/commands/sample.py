@@ -16,12 +16,14 @@ from wantrain.errors import WantrainError
 from wantrain.inference.base import BaseModel
 from wantrain.inference.cascade import SRStage
 from wantrain.inference.checkpoints import apply_lora_file, read_saved
+from wantrain.inference.diffusers_export import export_diffusers
 from wantrain.inference.export import export_pipeline
 from wantrain.inference.jobs import Job, my_share, read_jobs
 from wantrain.inference.media import read_image, write_grid
 from wantrain.inference.pipeline import ImageToVideoPipeline, load_pipeline
 from wantrain.io.mp4 import write_mp4
 from wantrain.nets.lora import LORA_FILE, save_lora
+from wantrain.nets.wan_lora import COMFYUI_FILE, save_original_wan_lora
 from wantrain.ranks import pick_device, process_rank
 
 
@@ -49,16 +51,29 @@ def export(cfg: DictConfig) -> Path:
     if cfg.get("export_lora") and base.lora is None:
         raise WantrainError(f"export_lora=true: {cfg.base_ckpt} is no LoRA fine-tune (model.lora.rank was null) "
                             "and no lora=FILE was given; there are no adapters to write")
-    srs = [read_saved(p, "sr_ckpts", cfg.use_ema) for p in _list(cfg.sr_ckpts) or []]
-    ImageToVideoPipeline(BaseModel.from_saved(base, load_encoders=False), [SRStage.from_saved(s) for s in srs],
-                         [s.source for s in srs], cfg.check_sizes)
-    out = export_pipeline(base, srs, cfg.export)
     merged = " (LoRA merged)" if base.lora is not None else ""
-    print(f"exported the base model{merged} and {len(srs)} upsampler stage(s) to {out} "
-          f"(load with wantrain.inference.load_exported('{out}'))")
+    if cfg.get("format", "wantrain") == "diffusers":
+        if cfg.sr_ckpts:
+            raise WantrainError("format=diffusers writes the base model's diffusers pipeline; the upsampler stages "
+                                "have none: drop sr_ckpts (export them with format=wantrain)")
+        out = export_diffusers(base, cfg.export)
+        print(f"exported the base model{merged} as a diffusers pipeline to {out} (load with "
+              f"diffusers' {json.loads((out / 'model_index.json').read_text())['_class_name']}"
+              f".from_pretrained('{out}'))")
+    else:
+        srs = [read_saved(p, "sr_ckpts", cfg.use_ema) for p in _list(cfg.sr_ckpts) or []]
+        ImageToVideoPipeline(BaseModel.from_saved(base, load_encoders=False), [SRStage.from_saved(s) for s in srs],
+                             [s.source for s in srs], cfg.check_sizes)
+        out = export_pipeline(base, srs, cfg.export)
+        print(f"exported the base model{merged} and {len(srs)} upsampler stage(s) to {out} "
+              f"(load with wantrain.inference.load_exported('{out}'))")
     if cfg.get("export_lora"):
         path = save_lora(base.lora["state"], base.lora["settings"], Path(cfg.export) / "lora" / LORA_FILE)
-        print(f"wrote the LoRA adapters alone to {path} (sample base_ckpt=BASE lora={path})")
+        print(f"wrote the LoRA adapters alone to {path} (sample base_ckpt=BASE lora={path}; diffusers: "
+              "pipe.load_lora_weights)")
+        if base.config.get("net"):  # a Wan backbone: also the original Wan names ComfyUI loads
+            comfy = save_original_wan_lora(base.lora["state"], base.lora["settings"], path.parent / COMFYUI_FILE)
+            print(f"wrote them in ComfyUI's (original Wan) names to {comfy}")
     return out
 
 

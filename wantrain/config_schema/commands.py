@@ -98,8 +98,12 @@ class SampleOptions:
                             choices=("auto", "fp32", "bf16"))
     export: str | None = option(None, "DIR: write base/ and sr_stageN/ (config.json + model.safetensors) and stop, "
                                       "unless image/prompts are given")
+    format: str = option("wantrain", "export format: wantrain (base/ + sr_stageN/) or diffusers (a Wan backbone as "
+                                     "its diffusers pipeline folder: transformer/, vae/, text_encoder/, ...)",
+                         choices=("wantrain", "diffusers"))
     export_lora: bool = option(False, "with export: also write the LoRA adapters alone (DIR/lora/, peft/diffusers "
-                                      "names) of a LoRA fine-tune")
+                                      "names; a Wan backbone also in ComfyUI's original Wan names) of a LoRA "
+                                      "fine-tune")
     paths: Any = borrowed(RunOptions, "paths")
 
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -26,20 +25,6 @@ def _cache_key(factory: Callable[[], nn.Module]) -> str:
 
 def _keyword(factory: Callable[[], nn.Module] | None, name: str, default: Any = None) -> Any:
     return factory.keywords.get(name, default) if isinstance(factory, partial) else default
-
-
-@contextmanager
-def _no_transformers_bars() -> Iterator[None]:
-    """transformers' tqdm bars off inside the block (restored after)."""
-    from transformers.utils import logging as transformers_logging
-
-    enabled = transformers_logging.is_progress_bar_enabled()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            transformers_logging.enable_progress_bar()
 
 
 def _check_text(factory: Callable[[], nn.Module], path: str) -> None:
@@ -84,10 +69,6 @@ class FrozenEncoders:
         """Write tiny random encoders (real architectures) where the config asks for them and none exist."""
         if not self.build_tiny:
             return
-        with _no_transformers_bars():  # save_pretrained's "Writing model shards" bar, one per tiny encoder
-            self._build_missing()
-
-    def _build_missing(self) -> None:
         from wantrain.data.synthetic import caption_corpus
         from wantrain.encoders import tiny
 
@@ -116,11 +97,11 @@ class FrozenEncoders:
 
     def load(self) -> None:
         """Instantiate both encoders (once per process) in eval mode without gradients."""
-        if self.text_factory is None or self.image_factory is None:
-            raise WantrainError("model.conditioning=live needs model.text_encoder and model.image_encoder; "
-                                "set them, or use model.conditioning=cached with cached embeddings")
+        if self.text_factory is None:
+            raise WantrainError("model.conditioning=live needs model.text_encoder; set it, or use "
+                                "model.conditioning=cached with cached embeddings")
         self.text = self._load(self.text_factory)
-        self.image = self._load(self.image_factory)
+        self.image = None if self.image_factory is None else self._load(self.image_factory)  # T2V: none
 
     def load_vae(self) -> nn.Module:
         """The frozen VAE of latent space (loaded once per process)."""
@@ -138,26 +119,32 @@ class FrozenEncoders:
             _LOADED[key] = freeze(factory())
         return _LOADED[key]
 
-    def check_dims(self, text_dim: int, image_dim: int,
+    def check_dims(self, text_dim: int, image_dim: int | None,
                    fix: str = "set model.fusion.text_dim={text} model.fusion.image_dim={image}") -> None:
-        """Fail in one line when the encoders' widths do not match the fusion module's inputs (`fix` names the fix)."""
-        if self.text is None or self.image is None:
+        """Fail in one line when the encoders' widths do not match the model's inputs (`fix` names the fix); a model
+        that takes no image tokens (`image_dim` None: text-to-video) needs no image encoder."""
+        if self.text is None:
             self.load()
-        if self.text.dim != text_dim or self.image.dim != image_dim:
+        if image_dim is not None and self.image is None:
+            raise WantrainError("the model takes image tokens but model.image_encoder is null: set it (a DiT or CLIP "
+                                "folder)")
+        image = None if self.image is None else self.image.dim
+        if self.text.dim != text_dim or (image_dim is not None and image != image_dim):
             raise WantrainError(
-                f"encoder widths (text {self.text.dim}, image {self.image.dim}) do not match the fusion module "
-                f"(text_dim {text_dim}, image_dim {image_dim}); " + fix.format(text=self.text.dim, image=self.image.dim)
+                f"encoder widths (text {self.text.dim}, image {image}) do not match the model's inputs "
+                f"(text_dim {text_dim}, image_dim {image_dim}); " + fix.format(text=self.text.dim, image=image)
             )
 
     @torch.no_grad()
     def encode(self, captions: list[str], images: torch.Tensor, device: torch.device,
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Text tokens (B, L, Dt) float32, mask (B, L) bool and image tokens (B, N, Di) float32 on `device`."""
-        if self.text is None or self.image is None:
+        if self.text is None:
             self.load()
         for encoder in (self.text, self.image):
-            if encoder.device != device:
+            if encoder is not None and encoder.device != device:
                 encoder.to(device)
         text, mask = self.text(list(captions))
-        tokens = self.image(images.to(device))
+        # no image encoder (text-to-video): no image tokens, (B, 0, 0)
+        tokens = self.image(images.to(device)) if self.image is not None else images.new_zeros(len(images), 0, 0)
         return text.float(), mask.bool(), tokens.float()

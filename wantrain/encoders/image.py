@@ -46,6 +46,20 @@ def _check_diffusers_dir(folder: Path, what: str) -> None:
         )
 
 
+def clip_folders(path: str | os.PathLike) -> tuple[Path, Path]:
+    """(model folder, preprocessor folder) of a CLIP / CLIP-vision folder or a pipeline's image_encoder/ +
+    image_processor/; one clear line when the model's config or weights are missing."""
+    root = Path(path)
+    model_dir = root / "image_encoder" if (root / "image_encoder" / "config.json").exists() else root
+    if not (model_dir / "config.json").exists():
+        raise FileNotFoundError(f"{root} has no config.json (nor image_encoder/config.json): {CLIP_HINT}")
+    if not has_weights(model_dir, ("model", "pytorch_model")):
+        raise FileNotFoundError(f"{model_dir} has config.json but no model.safetensors / pytorch_model.bin: "
+                                f"{CLIP_HINT}")
+    in_model = (model_dir / "preprocessor_config.json").exists() or not (root / "image_processor").is_dir()
+    return model_dir, model_dir if in_model else root / "image_processor"
+
+
 class FrozenImageEncoder(FrozenModule):
     """Frozen image encoder with backend "dit" (VAE -> DiT at t=0 with the null class -> hidden states of
     block `block`) or "clip" (CLIPVisionModel hidden states of layer `block`); forward -> (B, N, D) float32."""
@@ -106,21 +120,12 @@ class FrozenImageEncoder(FrozenModule):
         """Load CLIPVisionModel from a CLIP / CLIP-vision dir or a pipeline's image_encoder/ (+ image_processor/)."""
         from transformers import CLIPVisionModel
 
-        model_dir = root / "image_encoder" if (root / "image_encoder" / "config.json").exists() else root
-        if not (model_dir / "config.json").exists():
-            raise FileNotFoundError(f"{root} has no config.json (nor image_encoder/config.json): {CLIP_HINT}")
-        if not has_weights(model_dir, ("model", "pytorch_model")):
-            raise FileNotFoundError(f"{model_dir} has config.json but no model.safetensors / pytorch_model.bin: "
-                                    f"{CLIP_HINT}")
+        model_dir, processor_dir = clip_folders(root)
         model = load_transformers_model(CLIPVisionModel, model_dir, CLIP_HINT, dtype=dtype)
         self._freeze("model", model)
         cfg = model.config
-        pre = {}
-        candidates = (model_dir / "preprocessor_config.json", root / "image_processor" / "preprocessor_config.json")
-        for candidate in candidates:
-            if candidate.exists():
-                pre = json.loads(candidate.read_text())
-                break
+        processor = processor_dir / "preprocessor_config.json"
+        pre = json.loads(processor.read_text()) if processor.exists() else {}
         crop = pre.get("crop_size", cfg.image_size)
         crop = crop.get("height", cfg.image_size) if isinstance(crop, dict) else crop
         self.resolution = int(resolution or crop)

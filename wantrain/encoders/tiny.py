@@ -8,7 +8,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,23 @@ import torch
 
 MARKER = "wantrain_tiny.json"  # records how a tiny model was built; makes builds idempotent
 _LOCK = threading.RLock()  # seeding the global RNG is not thread-safe; re-entrant: a pipeline builds its parts
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' tqdm bars and load reports off inside the block (restored after): a tiny build loads a CLIP
+    vision model out of a full CLIP folder, whose text weights it reports as unexpected."""
+    from transformers.utils import logging as transformers_logging
+
+    bars, verbosity = transformers_logging.is_progress_bar_enabled(), transformers_logging.get_verbosity()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
 
 
 def _build_atomic(path: str | os.PathLike, spec: dict, write: Callable[[Path], None]) -> Path:
@@ -34,7 +52,7 @@ def _build_atomic(path: str | os.PathLike, spec: dict, write: Callable[[Path], N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
     try:
-        with _LOCK, torch.random.fork_rng(devices=[]):  # leave the caller's RNG state alone
+        with _LOCK, torch.random.fork_rng(devices=[]), _quiet_transformers():  # the caller's RNG state stays
             write(tmp)
         (tmp / MARKER).write_text(json.dumps(spec, sort_keys=True))
         if path.exists():  # an empty directory left by someone: replace it

@@ -18,15 +18,18 @@ from wantrain.encoders.tiny import _build_atomic, build_tiny_clip, build_tiny_um
 SCHEDULER = {"prediction_type": "flow_prediction", "use_flow_sigmas": True, "num_train_timesteps": 1000,
              "flow_shift": 3.0}
 
+TINY_WIDTH = 32  # the tiny transformer's width (heads x head dim)
+
 
 def tiny_wan_transformer_config(task: str = "i2v", latent_channels: int = 4, text_dim: int = 32,
                                 image_dim: int = 32) -> dict[str, Any]:
-    """A WanTransformer3DModel config of the released architecture at toy width (2 layers, 2 heads of 8)."""
+    """A WanTransformer3DModel config of the released architecture at toy width (2 layers, 4 heads of 8: the
+    narrowest that overfits one clip to > 30 dB in 300 CPU steps; 2 heads of 8 stay at 23-26 dB)."""
     i2v = task == "i2v"
-    inner = 16
-    return {"patch_size": (1, 2, 2), "num_attention_heads": 2, "attention_head_dim": inner // 2,
+    inner = TINY_WIDTH
+    return {"patch_size": (1, 2, 2), "num_attention_heads": inner // 8, "attention_head_dim": 8,
             "in_channels": 2 * latent_channels + 4 if i2v else latent_channels, "out_channels": latent_channels,
-            "text_dim": text_dim, "freq_dim": 16, "ffn_dim": 32, "num_layers": 2, "cross_attn_norm": True,
+            "text_dim": text_dim, "freq_dim": 16, "ffn_dim": 2 * inner, "num_layers": 2, "cross_attn_norm": True,
             "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": image_dim if i2v else None,
             "added_kv_proj_dim": inner if i2v else None, "rope_max_seq_len": 32}
 
@@ -36,7 +39,8 @@ def build_tiny_wan(path: str | os.PathLike, task: str = "i2v", seed: int = 0, la
     with diffusers' own `save_pretrained`; returns the path (reused when built with the same settings)."""
     if task not in ("i2v", "t2v"):
         raise ValueError(f"task={task!r}: use i2v or t2v")
-    spec = {"kind": "wan_pipeline", "task": task, "seed": seed, "latent_channels": latent_channels}
+    spec = {"kind": "wan_pipeline", "task": task, "seed": seed, "latent_channels": latent_channels,
+            "width": TINY_WIDTH}
 
     def write(out: Path) -> None:
         from diffusers import (

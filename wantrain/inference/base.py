@@ -63,7 +63,9 @@ class BaseModel(nn.Module):
                       vae_path: str | None = None) -> None:
         """Load the frozen T5-family and DiT/CLIP encoders (and the VAE of latent space); check their widths."""
         text = partial(_load_encoder, self.config.get("text_encoder"), text_path, "text_encoder")
-        image = partial(_load_encoder, self.config.get("image_encoder"), image_path, "image_encoder")
+        takes_image = self.model.condition_dims()[1] is not None  # a text-to-video backbone has no image encoder
+        image = partial(_load_encoder, self.config.get("image_encoder"), image_path, "image_encoder") \
+            if takes_image else None
         latent = self.config.get("space") == "latent"
         vae = partial(_load_encoder, self.config.get("vae"), vae_path, "vae") if latent else None
         self.encoders = FrozenEncoders(text, image, vae=vae)

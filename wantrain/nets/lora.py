@@ -14,6 +14,7 @@ from torch import nn
 
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the file name diffusers' LoRA loaders look for
 METADATA_KEY = "wantrain_lora"  # safetensors metadata entry holding the LoRA config (json)
+DIFFUSERS_METADATA_KEY = "lora_adapter_metadata"  # diffusers' (loaders/lora_base.py LORA_ADAPTER_METADATA_KEY)
 DEFAULT_TARGETS = ("to_q", "to_k", "to_v", "to_out")  # the attention projections (spatial, cross, temporal)
 
 
@@ -59,18 +60,27 @@ def merge_lora(net: nn.Module) -> nn.Module:
     return net
 
 
-def lora_state_dict(net: nn.Module, prefix: str = "unet.") -> dict[str, torch.Tensor]:
+def lora_prefix(net: nn.Module) -> str:
+    """The name prefix of `net`'s adapters in LoRA files: `unet.` for the UNet (diffusers' UNet LoRA files); a
+    backbone that wraps a diffusers model names its own (`WanDenoiser`: its `transformer.` attribute, so the
+    keys are diffusers' `transformer.blocks.N...`)."""
+    return str(getattr(net, "lora_prefix", "unet."))
+
+
+def lora_state_dict(net: nn.Module, prefix: str | None = None) -> dict[str, torch.Tensor]:
     """The adapters alone with peft/diffusers names: `PREFIX<module path>.lora_A.weight` / `.lora_B.weight`."""
     from peft import get_peft_model_state_dict
 
+    prefix = lora_prefix(net) if prefix is None else prefix
     return {prefix + k: v.detach() for k, v in get_peft_model_state_dict(net).items()}
 
 
-def load_lora_state(net: nn.Module, state: dict[str, torch.Tensor], prefix: str = "unet.") -> None:
+def load_lora_state(net: nn.Module, state: dict[str, torch.Tensor], prefix: str | None = None) -> None:
     """Load adapters written by `lora_state_dict` into `net` (which has the same adapters); every adapter of `net`
     must be given and every given key used, else ValueError naming one."""
     from peft import set_peft_model_state_dict
 
+    prefix = lora_prefix(net) if prefix is None else prefix
     mine = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     expected = set(lora_state_dict(net, prefix=""))
     missing, unexpected = sorted(expected - set(mine)), sorted(set(mine) - expected)
@@ -82,17 +92,21 @@ def load_lora_state(net: nn.Module, state: dict[str, torch.Tensor], prefix: str 
 
 
 def save_lora(adapters: dict[str, torch.Tensor], settings: dict[str, Any], path: str | Path) -> Path:
-    """Write adapters (from `lora_state_dict`) as one safetensors file (the LoRA config in its metadata) and a peft
-    `adapter_config.json` beside it; returns the file."""
+    """Write adapters (from `lora_state_dict`) as one safetensors file and a peft `adapter_config.json` beside it;
+    the LoRA config goes in the file's metadata twice: wantrain's, and diffusers' (`lora_adapter_metadata`, keys
+    prefixed by the network: `transformer.lora_alpha`), so `pipe.load_lora_weights` scales by alpha / rank."""
     from peft import LoraConfig
 
     from wantrain.io.weights import save_safetensors
 
     path = Path(path)
-    save_safetensors(adapters, path, metadata={METADATA_KEY: json.dumps(settings), "format": "pt"})
     peft_config = LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
                              target_modules=list(settings["target_modules"])).to_dict()
     peft_config = {k: sorted(v) if isinstance(v, set) else v for k, v in peft_config.items()}
+    network = next(iter(adapters), "unet.").split(".")[0]
+    diffusers_config = json.dumps({f"{network}.{k}": v for k, v in peft_config.items()}, default=str)
+    save_safetensors(adapters, path, metadata={METADATA_KEY: json.dumps(settings), "format": "pt",
+                                               DIFFUSERS_METADATA_KEY: diffusers_config})
     (path.parent / "adapter_config.json").write_text(json.dumps(peft_config, indent=2, default=str))
     return path
 

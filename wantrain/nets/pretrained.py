@@ -74,4 +74,4 @@ def load_pretrained(cls: type[nn.Module], path: str | os.PathLike, subfolder: st
     if report.missing or report.mismatched:
         raise WantrainError(f"{folder} does not fit its own config.json: {report.problems()}; the folder is "
                             "incomplete or its config belongs to other weights")
-    return model.eval().requires_grad_(True), report
+    return model.requires_grad_(True), report  # train mode, as a freshly built module (diffusers loads in eval)

@@ -51,6 +51,7 @@ class WanDenoiser(nn.Module):
     # Wan's pipelines feed the scheduler's own (integer) timesteps at sampling; the core does the same for it
     uses_scheduler_timesteps = True
     micro_conditioning: tuple[str, ...] = ()
+    lora_prefix = ""  # LoRA keys `transformer.blocks.N...`: diffusers' Wan LoRA names (nets/lora.py)
 
     def __init__(self, path: str | os.PathLike | None = None, config: dict[str, Any] | None = None,
                  dtype: str = "float32", p_drop_text: float = 0.1, p_drop_image: float = 0.0,

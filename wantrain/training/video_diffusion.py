@@ -195,11 +195,13 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
     def conditions(self, batch: dict[str, Any]) -> Conditions:
         """The batch's conditions, from the live frozen encoders or from cached embeddings (encoded once)."""
         if self.hparams.conditioning == "cached":
-            missing = [k for k in ("t5", "t5_mask", "dit") if k not in batch]
+            takes_image = self.model.condition_dims()[1] is not None  # text-to-video: no image tokens
+            missing = [k for k in ("t5", "t5_mask", "dit")[:3 if takes_image else 2] if k not in batch]
             if missing:
                 raise WantrainError(f"model.conditioning=cached but batches lack {missing}; "
                                     "run `python -m wantrain encode` and set data.embeddings=[t5,dit]")
-            text, mask, tokens = batch["t5"], batch["t5_mask"], batch["dit"]
+            text, mask = batch["t5"], batch["t5_mask"]
+            tokens = batch["dit"] if takes_image else text.new_zeros(len(text), 0, 0)
         else:
             text, mask, tokens = self.encoders.encode(batch["caption"], batch["image"], self.device)
         if "first_latent" in batch and self.hparams.space == "latent":  # cached by `encode`: no VAE call
