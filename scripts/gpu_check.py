@@ -119,8 +119,8 @@ def main() -> int:
     plan_train = [o for o in base if not o.startswith(("paths.", "data.train_shards", "data.val_shards"))]
     # CPU-only work (FakeTensor tracing at full size): in the background while the GPU parts run. On the CPU the
     # same command is tests/benchmarks/test_plan.py's (42 s of tracing that would only repeat it)
-    planning = ThreadPoolExecutor(1).submit(launch, "plan", [*PY, "bench", "plan", *plan_train, f"out_dir={out}",
-                                                             "run_name=gpu-check"], 420, logs) if mode == "gpu" else None
+    plan_argv = [*PY, "bench", "plan", *plan_train, f"out_dir={out}", "run_name=gpu-check"]
+    planning = ThreadPoolExecutor(1).submit(launch, "plan", plan_argv, 420, logs) if mode == "gpu" else None
 
     case = {"overrides": ["+experiment=i2v_64", *z["width"]], "checkpointing": True,
             "precision": "bf16-mixed" if mode == "gpu" else "32-true", **z["plan_case"]}
