@@ -231,8 +231,9 @@ def test_train_steps_fit_the_builder_and_mark_it(tmp_path, clips):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "steps"), [("kl", 400), ("wan", 150)])
+@pytest.mark.parametrize(("kind", "steps"), [("kl", 200), ("wan", 150)])
 def test_trained_tiny_vae_reconstructs_better(vae_dir, tmp_path, clips, kind, steps):
     build = build_tiny_wan_vae if kind == "wan" else build_tiny_kl_vae
     trained = FrozenVAE(build(tmp_path / kind, seed=0, train_steps=steps), kind=kind)
-    assert _psnr(trained, clips) > _psnr(FrozenVAE(vae_dir / kind, kind=kind), clips) + 2  # measured: +3.5 / +9 dB
+    gain = _psnr(trained, clips) - _psnr(FrozenVAE(vae_dir / kind, kind=kind), clips)
+    assert gain > 2  # measured: kl 200 steps +4.6 dB (400: +9), wan 150 steps +3.6 dB

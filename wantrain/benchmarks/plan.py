@@ -42,9 +42,9 @@ def data_shapes(data: DictConfig) -> list[tuple[int, int, int, int]]:
     return [(b.frames, b.height, b.width, b.batch_size) for b in buckets]
 
 
-def model_shape(model: DictConfig, t: int, h: int, w: int, plan: DictConfig) -> tuple[int, int, int, int]:
-    """(C, T, H, W) the UNet sees: the clip in pixel space, the VAE's latents in latent space."""
-    c = int(model.unet.in_channels)
+def model_shape(model: DictConfig, c: int, t: int, h: int, w: int, plan: DictConfig) -> tuple[int, int, int, int]:
+    """(C, T, H, W) the denoiser sees (C: its input channels): the clip in pixel space, the VAE's latents in latent
+    space."""
     if model.get("space", "pixel") != "latent":
         return c, t, h, w
     s, tf = int(plan.latent.spatial_factor), int(plan.latent.temporal_factor)
@@ -77,6 +77,9 @@ def frozen_encoder_bytes(model: DictConfig) -> tuple[int, int, list[str]]:
     return params, nbytes, notes
 
 
+SHARD_UNITS = ("UNetBlock", "WanTransformerBlock")  # what FSDP wraps one by one: the largest is unsharded at once
+
+
 def count(nets: dict[str, torch.nn.Module], model: DictConfig) -> dict[str, int]:
     """Parameter counts: trainable (optimizer, grads), in-model frozen, EMA copy, frozen loss networks, largest
     FSDP unit (diffusion: a UNetBlock)."""
@@ -84,9 +87,11 @@ def count(nets: dict[str, torch.nn.Module], model: DictConfig) -> dict[str, int]
         net = nets["model"]
         trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
         total = sum(p.numel() for p in net.parameters())
-        units = [m for m in net.modules() if type(m).__name__ == "UNetBlock"] or [net]
+        units = [m for m in net.modules() if type(m).__name__ in SHARD_UNITS] or [net]
         largest = max(sum(p.numel() for p in m.parameters()) for m in units)
-        return {"trainable": trainable, "model": total, "ema": total, "loss_nets": 0, "largest_unit": largest}
+        weights = sum(p.numel() * p.element_size() for p in net.parameters())  # bf16 frozen bases count 2 bytes
+        return {"trainable": trainable, "model": total, "ema": total, "loss_nets": 0, "largest_unit": largest,
+                "weight_bytes": weights}
     g, d = nets["generator"], nets["discriminator"]
     trainable = sum(p.numel() for m in (g, d) for p in m.parameters() if p.requires_grad)
     total = sum(p.numel() for m in (g, d) for p in m.parameters())
@@ -101,9 +106,11 @@ def static_bytes(counts: dict[str, int], strategy: str, gpus: int) -> dict[str, 
     (full shard) all of it divided by the GPUs plus two bf16 unsharded units (the one computing and the
     prefetched one). Gradients are counted in the traced step (they appear during backward)."""
     t, m, e, loss_nets = counts["trainable"], counts["model"], counts["ema"], counts["loss_nets"]
+    weights = counts.get("weight_bytes", 4 * m)  # fp32, except frozen weights kept in bf16 (model.net.dtype)
+    ema = weights * e / max(1, m)  # the EMA copy holds the same tensors in the same dtypes
     if strategy == "ddp":
-        return {"weights": 4 * m, "optimizer": 8 * t, "ema": 4 * e, "ddp_buckets": 4 * t, "loss_nets": 4 * loss_nets}
-    return {"weights": 4 * m / gpus, "optimizer": 8 * t / gpus, "ema": 4 * e / gpus,
+        return {"weights": weights, "optimizer": 8 * t, "ema": ema, "ddp_buckets": 4 * t, "loss_nets": 4 * loss_nets}
+    return {"weights": weights / gpus, "optimizer": 8 * t / gpus, "ema": ema / gpus,
             "fsdp_unsharded": 2 * 2 * counts["largest_unit"], "loss_nets": 4 * loss_nets}
 
 
@@ -153,7 +160,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             hh, ww = (int(crop), int(crop)) if crop else (h, w)
             shape_name = f"{t}x{hh}x{ww} HR crop"
         else:
-            shape = model_shape(model, t, h, w, cfg)
+            shape = model_shape(model, int(nets["model"].denoiser.in_channels), t, h, w, cfg)
             shape_name = f"{t}x{h}x{w}" + (f" -> {'x'.join(map(str, shape))} latent" if shape[1:] != (t, h, w) else "")
         traces = {}
         for ckpt in (False, True):

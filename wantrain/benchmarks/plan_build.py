@@ -28,17 +28,38 @@ def diffusion_nets(model_cfg: DictConfig, checkpointing: bool | None = None) -> 
     from wantrain.nets.lora import add_lora, lora_settings
     from wantrain.nets.trainable import set_trainable
 
-    unet_kw = {} if checkpointing is None else {"gradient_checkpointing": checkpointing}
-    unet = instantiate(model_cfg.unet, **unet_kw)
+    ckpt_kw = {} if checkpointing is None else {"gradient_checkpointing": checkpointing}
     objective = instantiate(model_cfg.flow if model_cfg.get("objective", "ddpm") == "flow" else model_cfg.schedule)
-    model = VideoDiffusion(unet, instantiate(model_cfg.fusion), objective)
+    if model_cfg.get("net") is not None:  # a backbone from its architecture alone: no weights are read
+        node = OmegaConf.to_container(model_cfg.net, resolve=True)
+        net = instantiate({**node, "path": None, "config": backbone_architecture(node), **ckpt_kw})
+        model = VideoDiffusion(None, None, objective, net=net)
+    else:
+        model = VideoDiffusion(instantiate(model_cfg.unet, **ckpt_kw), instantiate(model_cfg.fusion), objective)
     lora = OmegaConf.to_container(model_cfg.get("lora") or {}, resolve=True)
     groups = model_cfg.get("trainable")
     if lora and lora.get("rank") is not None:
-        add_lora(model.unet, lora_settings(**lora))
+        add_lora(model.denoiser, lora_settings(**lora))
         groups = groups if groups is not None else ["lora"]
     set_trainable(model, None if groups is None else [str(g) for g in groups])
     return model.train()
+
+
+def backbone_architecture(node: dict[str, Any]) -> dict[str, Any]:
+    """A backbone node's architecture: its `config`, else its folder's config.json (`path`: init_from), else the
+    released architecture it names; one line when none is known."""
+    from wantrain.errors import WantrainError
+    from wantrain.nets.pretrained import read_config
+    from wantrain.nets.wan_architectures import released_architecture
+
+    if node.get("config"):
+        return dict(node["config"])
+    if node.get("path"):
+        return read_config(node["path"], "transformer")
+    if node.get("architecture"):
+        return released_architecture(str(node["architecture"]))
+    raise WantrainError("bench plan of a model.net backbone needs its architecture: init_from=DIR (a diffusers folder) "
+                        "or model.net.architecture=NAME (a released one, e.g. wan2.1-i2v-14b)")
 
 
 def diffusion_step(model_cfg: DictConfig, shape: tuple[int, int, int, int], tokens: tuple[int, int],
@@ -50,10 +71,11 @@ def diffusion_step(model_cfg: DictConfig, shape: tuple[int, int, int, int], toke
     def build(b: int) -> StepFns:
         model = diffusion_nets(model_cfg, checkpointing)
         c, t, h, w = shape
-        fusion, unet = model.fusion, model.unet
-        micro = {n: torch.full((b,), 8.0) for n in getattr(unet, "micro_conditioning", ())} or None
-        cond = Conditions(torch.randn(b, tokens[0], fusion.text_dim), torch.ones(b, tokens[0], dtype=torch.bool),
-                          torch.randn(b, tokens[1], fusion.image_dim), torch.randn(b, c, t, h, w), micro)
+        text_dim, image_dim = model.condition_dims()
+        micro = {n: torch.full((b,), 8.0) for n in getattr(model.denoiser, "micro_conditioning", ())} or None
+        cond = Conditions(torch.randn(b, tokens[0], text_dim), torch.ones(b, tokens[0], dtype=torch.bool),
+                          torch.randn(b, tokens[1] if image_dim else 0, image_dim or 0), torch.randn(b, c, t, h, w),
+                          micro)
         x0 = torch.rand(b, c, t, h, w) * 2 - 1  # (B, C, T, H, W)
         steps = torch.randint(0, 1000, (b,))
 

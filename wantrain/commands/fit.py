@@ -12,27 +12,33 @@ from wantrain.commands.preflight import prepare_run
 from wantrain.commands.run_setup import print_run_summary, start_run
 from wantrain.errors import WantrainError
 from wantrain.training.callbacks import RunConfigInCheckpoint
-from wantrain.training.init_weights import init_weights
+from wantrain.training.init_weights import init_weights, merge_lora_files
 
 
 def start_from_weights(cfg: DictConfig, model: pl.LightningModule, ckpt_path: str | None) -> None:
     """`init_from`: load weights only (step 0, fresh optimizer) and print the report; a run that resumes a
     checkpoint (`ckpt_path=auto` on a restart) keeps it and does not re-initialise."""
-    source = cfg.get("init_from")
-    if not source:
+    source, loras = cfg.get("init_from"), [str(p) for p in cfg.get("init_lora") or []]
+    if not (source or loras):
         return
     if ckpt_path is not None:
         if rank_zero_only.rank == 0:
-            print(f"init_from ignored: resuming {ckpt_path} (a restarted run resumes, it does not re-initialise)",
-                  flush=True)
+            print(f"init_from / init_lora ignored: resuming {ckpt_path} (a restarted run resumes, it does not "
+                  "re-initialise)", flush=True)
+        return
+    lines = merge_lora_files(model, loras) if loras and not source else []
+    if not source:
+        if rank_zero_only.rank == 0:
+            print("\n".join(lines), flush=True)
         return
     weights = str(cfg.get("init_weights", "ema"))
     if weights not in ("ema", "raw"):
         raise WantrainError(f"init_weights={weights!r}: use ema (the EMA copy) or raw (the trained weights)")
     report = init_weights(model, source, use_ema=weights == "ema", strict=bool(cfg.get("init_strict", False)),
                           fresh=list(cfg.get("init_fresh") or []))
+    lines = [report.text(), *merge_lora_files(model, loras)]  # the LoRA files go onto the loaded weights
     if rank_zero_only.rank == 0:
-        print(report.text(), flush=True)
+        print("\n".join(lines), flush=True)
 
 
 def run(cfg: DictConfig, action: str | None = None) -> None:

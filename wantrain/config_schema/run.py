@@ -44,6 +44,9 @@ class RunOptions:
     init_fresh: list[str] = option(doc="module-name patterns kept at their fresh init, e.g. [temporal] (image -> "
                                        "video inflation)",
                                    factory=list)
+    init_lora: list[str] = option(doc="LoRA files merged into the starting weights of a Wan backbone, after init_from "
+                                      "(diffusers, ComfyUI / original Wan, musubi-tuner or DiffSynth-Studio keys)",
+                                  factory=list)
     init_required: bool = option(False, "refuse to start without init_from (the fine-tuning experiments set it)")
     print_config: bool = option(True, "print the resolved config at start (rank 0)")
     paths: Any = option(None, "root_dir, data_dir, runs_dir, weights_dir (conf/paths/)")

@@ -16,7 +16,7 @@ from diffusers import FlowMatchEulerDiscreteScheduler, UniPCMultistepScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from wantrain.diffusion.sampling import FLOW_SAMPLERS
-from wantrain.diffusion.schedule import sample_noise
+from wantrain.diffusion.schedule import frame_mean, sample_noise
 
 TIMESTEP_SAMPLING = ("uniform", "logit_normal")
 FLOW_WEIGHTINGS = ("uniform", "cosmap")
@@ -92,9 +92,10 @@ class FlowMatching:
         return sample_noise(x0, self.offset_noise, generator)
 
     def loss(self, output: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-             reduce: bool = True) -> torch.Tensor:
-        """Weighted MSE to the velocity: scalar, or (B,) per sample if reduce=False."""
-        per_sample = (output.float() - self.target(x0, noise, t).float()).pow(2).flatten(1).mean(1)
+             reduce: bool = True, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Weighted MSE to the velocity: scalar, or (B,) per sample if reduce=False; `frames` (B, T) weights the
+        frames (0: a frame the model was given clean, e.g. Wan2.2 TI2V's frame 0; see `frame_mean`)."""
+        per_sample = frame_mean((output.float() - self.target(x0, noise, t).float()).pow(2), frames)
         per_sample = per_sample * self.weight(t).to(per_sample.device)
         return per_sample.mean() if reduce else per_sample
 

@@ -121,6 +121,13 @@ class VideoDiffusion(nn.Module):
         micro = {} if cond.micro is None else {"micro": cond.micro}  # UNets without micro-conditioning: no kwarg
         return self.unet(x_t, t, context=context, context_mask=context_mask, pooled=pooled, concat=concat, **micro)
 
+    def given_frames(self, drop_image: torch.Tensor, num_frames: int, device: torch.device | str,
+                     ) -> torch.Tensor | None:
+        """(B, T) True on the frames the backbone is given clean instead of predicting them (Wan2.2 TI2V's frame 0);
+        None when it predicts every frame (the UNet, Wan2.1)."""
+        given = getattr(self.denoiser, "given_frames", None)
+        return None if given is None else given(drop_image, num_frames, device)
+
     # --- training loss and the fixed-timestep validation protocol ---------------------------------------
 
     def loss(self, x0: torch.Tensor, cond: Conditions, t: torch.Tensor | None = None,
@@ -137,7 +144,11 @@ class VideoDiffusion(nn.Module):
             cond = self.augment(cond, self.cond_aug.levels(b, x0.device, generator), generator)
         noise = self.schedule.noise_like(x0, generator)
         output = self(self.schedule.add_noise(x0, noise, t), t, cond, drop_text, drop_image)
-        return self.schedule.loss(output, x0, noise, t, reduce=False), t
+        given = self.given_frames(drop_image if drop_image is not None else torch.zeros(b, dtype=torch.bool,
+                                                                                      device=x0.device),
+                                  x0.shape[2], x0.device)
+        frames = None if given is None else ~given  # the loss leaves the given frames out
+        return self.schedule.loss(output, x0, noise, t, reduce=False, frames=frames), t
 
     def validation_timesteps(self, batch_size: int, device: torch.device | str) -> list[torch.Tensor]:
         """The middle timestep of each of the `timestep_buckets` equal ranges, as (B,) tensors."""
@@ -186,12 +197,16 @@ class VideoDiffusion(nn.Module):
         scheduler = self.schedule.sampler(sampler, shift=shift, clip_sample=clip_sample)
         # Wan's pipelines feed the scheduler's own (integer) timesteps; the objective's are training's exact ones
         own = getattr(self.denoiser, "uses_scheduler_timesteps", False)
-        return sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
-                      image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
-                      noise=noise, model_timesteps=None if own else self.schedule.model_timesteps,
-                      guidance_rescale=float(guidance_rescale or 0.0),
-                      guidance_ramp=None if guidance_ramp is None else float(guidance_ramp),
-                      keep_first=keep, renoise=self.schedule.add_noise)
+        x = sample(pred_fn, tuple(noise.shape), scheduler, num_steps=int(num_steps), text_scale=float(text_scale),
+                   image_scale=float(image_scale), eta=float(eta), generator=generator, device=noise.device,
+                   noise=noise, model_timesteps=None if own else self.schedule.model_timesteps,
+                   guidance_rescale=float(guidance_rescale or 0.0),
+                   guidance_ramp=None if guidance_ramp is None else float(guidance_ramp),
+                   keep_first=keep, renoise=self.schedule.add_noise)
+        given = self.given_frames(torch.zeros(b, dtype=torch.bool, device=x.device), x.shape[2], x.device)
+        if given is not None:  # frames the backbone was given clean are the condition's (diffusers' TI2V does so)
+            x = torch.where(given[:, None, :, None, None], cond.frames[:, :, : x.shape[2]].to(x.dtype), x)
+        return x
 
     def sample_from_seeds(self, cond: Conditions, seeds: Sequence[int], **options: Any) -> torch.Tensor:
         """Model-space clips (B, C, T, H, W) shaped like the conditioning frames, clip i from seed i (DDIM eta noise

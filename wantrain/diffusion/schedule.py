@@ -56,6 +56,16 @@ def snr(t: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
     return a / (1 - a)
 
 
+def frame_mean(err: torch.Tensor, frames: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample (B,) mean of a squared error (B, C, T, H, W); with `frames` (B, T), the mean over the frames of
+    weight 1 only (DiffSynth-Studio's FlowMatchSFTLoss drops the given first frame: loss on [:, :, 1:])."""
+    if frames is None:
+        return err.flatten(1).mean(1)
+    per_frame = err.mean(dim=(1, 3, 4))  # (B, T)
+    w = frames.to(per_frame.dtype)
+    return (per_frame * w).sum(1) / w.sum(1).clamp(min=1)
+
+
 def loss_weight(
     t: torch.Tensor, alphas_cumprod: torch.Tensor, prediction_type: str, weighting: str = "uniform",
     gamma: float = 5.0,
@@ -180,8 +190,9 @@ class NoiseSchedule:
         return sample_timesteps(batch_size, self.num_train_timesteps, device, generator)
 
     def loss(self, output: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor,
-             reduce: bool = True) -> torch.Tensor:
-        """Weighted MSE between model output and target: scalar, or (B,) per sample if reduce=False."""
-        per_sample = (output.float() - self.target(x0, noise, t).float()).pow(2).flatten(1).mean(1)
+             reduce: bool = True, frames: torch.Tensor | None = None) -> torch.Tensor:
+        """Weighted MSE between model output and target: scalar, or (B,) per sample if reduce=False; `frames`
+        (B, T) weights the frames (see `frame_mean`)."""
+        per_sample = frame_mean((output.float() - self.target(x0, noise, t).float()).pow(2), frames)
         per_sample = per_sample * self.weight(t)
         return per_sample.mean() if reduce else per_sample

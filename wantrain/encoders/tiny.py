@@ -276,19 +276,25 @@ def build_tiny_wan_vae(
     base_dim: int = 8,
     z_dim: int = 4,
     train_steps: int = 0,
+    wan22: bool = False,
 ) -> Path:
-    """Build a random AutoencoderKLWan (Wan-AI/Wan2.1-*-Diffusers vae/ layout: 8x space, 4x time, `z_dim` channels)
-    at `path`; `latents_mean`/`latents_std` measured on synthetic clips, after `train_steps` of fitting them
-    (150 steps: ~35 s on 2 CPU cores, held-out PSNR 15 dB vs 12.6 untrained: blurry but not noise)."""
+    """Build a random AutoencoderKLWan (Wan-AI/Wan2.1-*-Diffusers vae/ layout: 8x space, 4x time, `z_dim` channels;
+    `wan22`: the Wan2.2 VAE's design, residual with 2x2 patches: 16x space) at `path`; `latents_mean`/`latents_std`
+    measured on synthetic clips, after `train_steps` of fitting them (150 steps: ~35 s on 2 CPU cores, held-out
+    PSNR 15 dB vs 12.6 untrained: blurry but not noise)."""
     from diffusers import AutoencoderKLWan
 
     spec = dict(kind="wan_vae", seed=seed, base_dim=base_dim, z_dim=z_dim, train_steps=train_steps)
+    # Wan2.2's VAE (Wan-AI/Wan2.2-TI2V-5B-Diffusers vae/config.json): is_residual, patch_size 2 on 12 channels
+    wan22_kw = dict(is_residual=True, patch_size=2, in_channels=12, out_channels=12, scale_factor_spatial=16)
+    if wan22:
+        spec["wan22"] = True
 
     def write(out: Path) -> None:
         torch.manual_seed(seed)
         vae = AutoencoderKLWan(base_dim=base_dim, z_dim=z_dim, dim_mult=[1, 2, 2, 2], num_res_blocks=1,
                                temperal_downsample=[False, True, True], latents_mean=[0.0] * z_dim,
-                               latents_std=[1.0] * z_dim).eval()
+                               latents_std=[1.0] * z_dim, **(wan22_kw if wan22 else {})).eval()
         clips = _synthetic_clips(seed, 64 if train_steps else 8, 9, 32)  # (N, 3, 9, 32, 32)
         if train_steps:
             _fit_tiny_vae(vae, clips, train_steps, batch=2)

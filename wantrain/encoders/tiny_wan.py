@@ -25,7 +25,7 @@ def tiny_wan_transformer_config(task: str = "i2v", latent_channels: int = 4, tex
                                 image_dim: int = 32) -> dict[str, Any]:
     """A WanTransformer3DModel config of the released architecture at toy width (2 layers, 4 heads of 8: the
     narrowest that overfits one clip to > 30 dB in 300 CPU steps; 2 heads of 8 stay at 23-26 dB)."""
-    i2v = task == "i2v"
+    i2v = task == "i2v"  # ti2v: like t2v (no CLIP, no channel condition); the image goes into frame 0 of x_t
     inner = TINY_WIDTH
     return {"patch_size": (1, 2, 2), "num_attention_heads": inner // 8, "attention_head_dim": 8,
             "in_channels": 2 * latent_channels + 4 if i2v else latent_channels, "out_channels": latent_channels,
@@ -35,10 +35,11 @@ def tiny_wan_transformer_config(task: str = "i2v", latent_channels: int = 4, tex
 
 
 def build_tiny_wan(path: str | os.PathLike, task: str = "i2v", seed: int = 0, latent_channels: int = 4) -> Path:
-    """Write a tiny random Wan2.1 pipeline (`task` i2v: `WanImageToVideoPipeline`; t2v: `WanPipeline`) at `path`
+    """Write a tiny random Wan pipeline (`task` i2v: Wan2.1's `WanImageToVideoPipeline`; t2v: `WanPipeline`; ti2v:
+    Wan2.2 TI2V-5B's design, the I2V pipeline with `expand_timesteps` on a residual 16x VAE) at `path`
     with diffusers' own `save_pretrained`; returns the path (reused when built with the same settings)."""
-    if task not in ("i2v", "t2v"):
-        raise ValueError(f"task={task!r}: use i2v or t2v")
+    if task not in ("i2v", "t2v", "ti2v"):
+        raise ValueError(f"task={task!r}: use i2v, t2v or ti2v (Wan2.2 TI2V-5B's design)")
     spec = {"kind": "wan_pipeline", "task": task, "seed": seed, "latent_channels": latent_channels,
             "width": TINY_WIDTH}
 
@@ -56,7 +57,7 @@ def build_tiny_wan(path: str | os.PathLike, task: str = "i2v", seed: int = 0, la
 
         with tempfile.TemporaryDirectory(dir=out) as tmp:
             text_dir = build_tiny_umt5(Path(tmp) / "umt5", caption_corpus(), seed=seed)
-            vae_dir = build_tiny_wan_vae(Path(tmp) / "vae", seed=seed, z_dim=latent_channels)
+            vae_dir = build_tiny_wan_vae(Path(tmp) / "vae", seed=seed, z_dim=latent_channels, wan22=task == "ti2v")
             parts: dict[str, Any] = {
                 "tokenizer": AutoTokenizer.from_pretrained(str(text_dir)),
                 "text_encoder": UMT5EncoderModel.from_pretrained(str(text_dir)),
@@ -72,7 +73,11 @@ def build_tiny_wan(path: str | os.PathLike, task: str = "i2v", seed: int = 0, la
             torch.manual_seed(seed)
             parts["transformer"] = WanTransformer3DModel(
                 **tiny_wan_transformer_config(task, latent_channels, text_dim, image_dim))
-            pipeline = (WanImageToVideoPipeline if task == "i2v" else WanPipeline)(**parts)
+            if task == "ti2v":  # diffusers' Wan2.2 TI2V: the I2V pipeline with per-token timesteps, no CLIP
+                pipeline = WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None,
+                                                   expand_timesteps=True)
+            else:
+                pipeline = (WanImageToVideoPipeline if task == "i2v" else WanPipeline)(**parts)
             pipeline.save_pretrained(str(out))
 
     return _build_atomic(path, spec, write)

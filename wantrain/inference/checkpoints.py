@@ -83,10 +83,9 @@ def portable_net(node: dict[str, Any] | None) -> dict[str, Any] | None:
     start) replaced by the architecture in its config.json, so checkpoints and exports are self-contained."""
     if not node or not node.get("path"):
         return node
-    from wantrain.nets.pretrained import model_folder
+    from wantrain.nets.pretrained import read_config
 
-    config = json.loads((model_folder(node["path"], "transformer") / "config.json").read_text())
-    return {**node, "path": None, "config": {k: v for k, v in config.items() if not k.startswith("_")}}
+    return {**node, "path": None, "config": read_config(node["path"], "transformer")}
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:

@@ -54,9 +54,8 @@ def export_diffusers(saved: SavedModel, out: str | Path) -> Path:
                                                                  torch_dtype=parse_dtype(image.get("dtype", "float32")))
         parts["image_processor"] = CLIPImageProcessor.from_pretrained(str(processor_dir), local_files_only=True)
         pipeline = WanImageToVideoPipeline(**parts)
-    elif model.denoiser.concat_channels:
-        raise WantrainError("format=diffusers: an image-conditioned Wan without CLIP states (Wan2.2 TI2V) is not "
-                            "written yet; export with format=wantrain")
+    elif model.denoiser.expand_timesteps:  # Wan2.2 TI2V: the image in frame 0 of the latents, no CLIP
+        pipeline = WanImageToVideoPipeline(**parts, image_encoder=None, image_processor=None, expand_timesteps=True)
     else:
         pipeline = WanPipeline(**parts)
     out = Path(out)

@@ -31,6 +31,12 @@ def model_folder(path: str | os.PathLike, subfolder: str) -> Path:
                         f"model folder or a pipeline folder (model_index.json, {subfolder}/, ...)")
 
 
+def read_config(path: str | os.PathLike, subfolder: str) -> dict:
+    """A diffusers model folder's config.json (the architecture), without its private `_` keys."""
+    config = json.loads((model_folder(path, subfolder) / "config.json").read_text())
+    return {k: v for k, v in config.items() if not k.startswith("_")}
+
+
 def weight_shards(folder: Path) -> list[Path]:
     """The safetensors files of a diffusers model folder: one file, or the shards its index names."""
     if (folder / INDEX).is_file():

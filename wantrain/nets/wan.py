@@ -18,9 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from wantrain.errors import WantrainError
 from wantrain.nets.fusion import check_dropout_rates, draw_dropout
-from wantrain.nets.pretrained import load_pretrained
+from wantrain.nets.pretrained import load_pretrained, read_config
 from wantrain.nets.state_match import InitReport
+from wantrain.nets.wan_architectures import differences, released_architecture
 
 # diffusers' WanAttnProcessor splits the image tokens off the context as everything before the last 512
 # (transformer_wan.py: "512 is the context length of the text encoder, hardcoded for now").
@@ -55,19 +57,32 @@ class WanDenoiser(nn.Module):
 
     def __init__(self, path: str | os.PathLike | None = None, config: dict[str, Any] | None = None,
                  dtype: str = "float32", p_drop_text: float = 0.1, p_drop_image: float = 0.0,
-                 p_drop_both: float = 0.0, gradient_checkpointing: bool = False) -> None:
+                 p_drop_both: float = 0.0, gradient_checkpointing: bool = False,
+                 architecture: str | None = None, expand_timesteps: bool = False) -> None:
         super().__init__()
         from diffusers import WanTransformer3DModel
 
-        if (path is None) == (config is None):
-            raise ValueError("WanDenoiser takes a diffusers folder (path=DIR) or an architecture (config={...}), "
-                             "exactly one of them")
+        if path is not None and config is not None:
+            raise ValueError("WanDenoiser takes a diffusers folder (path=DIR, e.g. init_from=DIR) or an architecture "
+                             "(config={...}), not both")
+        if path is None and config is None and architecture is None:
+            raise ValueError("WanDenoiser needs a diffusers folder (path=DIR, e.g. init_from=DIR), an architecture "
+                             "(config={...}) or a released one by name (architecture=wan2.1-i2v-14b)")
+        if path is not None:
+            found = read_config(path, "transformer")
+        else:  # random init (tests, bench plan on FakeTensors) of a given or released architecture
+            found = dict(config) if config is not None else released_architecture(str(architecture))
+        wrong = differences(found, architecture) if architecture else []
+        if wrong:  # another released model's folder: refused before reading gigabytes
+            raise WantrainError(f"{path or 'model.net.config'} is not the {architecture} this experiment trains "
+                                f"({'; '.join(wrong)}): pass that model's diffusers folder, or set "
+                                "model.net.architecture to the folder's model")
         self.load_report: InitReport | None = None
         if path is not None:
             self.transformer, self.load_report = load_pretrained(WanTransformer3DModel, path, "transformer",
                                                                  getattr(torch, str(dtype)))
         else:
-            self.transformer = WanTransformer3DModel(**dict(config or {}))
+            self.transformer = WanTransformer3DModel(**found).to(getattr(torch, str(dtype)))
         self.rates = check_dropout_rates((p_drop_text, p_drop_image, p_drop_both))
         if gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
@@ -81,15 +96,31 @@ class WanDenoiser(nn.Module):
         self.frame_patch = int(patch_t)
         self.text_dim = int(cfg.text_dim)
         self.image_dim = None if cfg.image_dim is None else int(cfg.image_dim)
+        # Wan2.2 TI2V-5B (diffusers' `expand_timesteps`): the first-frame latents replace frame 0 of x_t, whose
+        # tokens get timestep 0; frame 0 is then given, not predicted (see `given_frames`)
+        self.expand_timesteps = bool(expand_timesteps)
+        if self.expand_timesteps and (self.concat_channels or self.image_dim is not None):
+            raise ValueError("expand_timesteps (Wan2.2 TI2V) takes the image in frame 0 of the latents: a transformer "
+                             "with CLIP states or channel conditioning (Wan2.1 I2V) does not")
 
     @property
     def takes_image(self) -> bool:
         """Whether the model is conditioned on the first frame (I2V): CLIP states and/or channel conditioning."""
-        return self.image_dim is not None or self.concat_channels > 0
+        return self.image_dim is not None or self.concat_channels > 0 or self.expand_timesteps
 
     def expected_concat(self, channels: int) -> int:
         """Channel conditioning width for `channels`-channel latents: 0 (T2V), else C + the mask channels."""
         return 0 if self.concat_channels == 0 else channels + WAN_MASK_CHANNELS
+
+    def given_frames(self, drop_image: torch.Tensor, num_frames: int, device: torch.device | str,
+                     ) -> torch.Tensor | None:
+        """(B, T') True on the latent frames the model is given clean (TI2V: frame 0 unless the image is dropped);
+        None without `expand_timesteps` (every frame is predicted)."""
+        if not self.expand_timesteps:
+            return None
+        given = torch.zeros(len(drop_image), num_frames, dtype=torch.bool, device=device)
+        given[:, 0] = ~drop_image.to(device)
+        return given
 
     def sample_dropout(self, batch_size: int, device: torch.device | str | None = None,
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,6 +134,12 @@ class WanDenoiser(nn.Module):
         text = cond.text * cond.text_mask[..., None].to(cond.text.dtype)  # zero after the prompt, as Wan pads
         text = torch.where(drop_text.view(-1, 1, 1), torch.zeros_like(text), text)
         keep = (~drop_image).to(x_t.dtype)
+        if self.expand_timesteps:  # pipeline_wan_i2v.py: latent_model_input = (1 - mask) * condition + mask * latents
+            given = self.given_frames(drop_image, x_t.shape[2], x_t.device)  # (B, T')
+            x_t = torch.where(given[:, None, :, None, None], cond.frames.to(x_t.dtype), x_t)
+            per_token = (x_t.shape[3] // self.downscale) * (x_t.shape[4] // self.downscale)
+            t = torch.where(given, torch.zeros_like(given, dtype=x_t.dtype), t.to(x_t.dtype)[:, None])
+            t = t.repeat_interleave(per_token, dim=1)  # (B, T' h w / p^2): 0 on the given frame's tokens
         inputs, image = [x_t], None
         if self.concat_channels:
             mask_channels = self.concat_channels - cond.frames.shape[1]

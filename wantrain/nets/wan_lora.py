@@ -1,7 +1,8 @@
 """LoRA files of the Wan backbone in the formats its users load: diffusers' (`transformer.blocks.N.attn1.to_q.lora_A
 .weight`, what `pipe.load_lora_weights` reads) and the original Wan names that ComfyUI and musubi-tuner use
 (`diffusion_model.blocks.N.self_attn.q.lora_down.weight` / `lora_up.weight` / `alpha`); and reading any of them
-(plus musubi-tuner's `lora_unet_blocks_N_...` and DiffSynth-Studio's bare `blocks.N...lora_A`) to merge into weights.
+(plus musubi-tuner's `lora_unet_blocks_N_...` and DiffSynth-Studio's bare `blocks.N...lora_A.default`) to merge into
+weights.
 
 The name table is the inverse of diffusers' `_convert_non_diffusers_wan_lora_to_diffusers`
 (loaders/lora_conversion_utils.py), which is also what reads our original-name files back in the tests.
@@ -28,6 +29,7 @@ DIFFUSERS_TO_ORIGINAL = {
 # the self-, text- and image-cross-attention, and the FFN): module-name suffixes for peft
 WAN_LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0", "add_k_proj", "add_v_proj", "ffn.net.0.proj", "ffn.net.2")
 COMFYUI_FILE = "wan_lora_comfyui.safetensors"  # beside pytorch_lora_weights.safetensors in `export_lora`'s folder
+_MUSUBI_MODULE = re.compile(r"^lora_unet_blocks_(\d+)_(self_attn|cross_attn|ffn)_(q|k|v|o|k_img|v_img|0|2)$")
 _BLOCK_KEY = re.compile(r"^transformer\.blocks\.(\d+)\.(.+)\.lora_([AB])\.weight$")
 
 
@@ -67,17 +69,48 @@ def read_wan_lora(path: str | Path) -> dict[str, torch.Tensor]:
 
     state = load_safetensors(path, "LoRA file", "pass a LoRA .safetensors (diffusers, ComfyUI, musubi-tuner or "
                                                 "DiffSynth-Studio keys)")
-    if any(k.startswith("blocks.") for k in state):  # DiffSynth-Studio: original names without a prefix
-        state = _convert_non_diffusers_wan_lora_to_diffusers({f"diffusion_model.{k}": v for k, v in state.items()})
-    else:  # diffusers' own loader knows transformer.*, diffusion_model.* and musubi-tuner's lora_unet_*
+    scale = _diffusers_scale(path)
+    if any(k.startswith("blocks.") for k in state):  # DiffSynth-Studio: original names, no prefix, peft's `.default`
+        state = _convert_non_diffusers_wan_lora_to_diffusers(
+            {f"diffusion_model.{k.replace('.default.', '.')}": v for k, v in state.items()})
+    elif any(k.startswith("lora_unet_") for k in state):  # musubi-tuner: the original names with underscores
+        state = _convert_non_diffusers_wan_lora_to_diffusers({_musubi_to_original(k): v for k, v in state.items()})
+    else:  # diffusers' own loader knows transformer.* and diffusion_model.*
         state = WanLoraLoaderMixin.lora_state_dict(state)
         state = state[0] if isinstance(state, tuple) else state
-    pairs = {k if k.startswith("transformer.") else f"transformer.{k}": v for k, v in state.items()}
+    pairs = {k if k.startswith("transformer.") else f"transformer.{k}": v * scale if ".lora_B." in k else v
+             for k, v in state.items()}
     if not pairs or any(not re.search(r"\.lora_[AB]\.weight$", k) for k in pairs):
         odd = next((k for k in pairs if not re.search(r"\.lora_[AB]\.weight$", k)), "no keys")
         raise ValueError(f"{path} is not a Wan LoRA file this reader knows ({odd}); expected lora_A/lora_B or "
                          "lora_down/lora_up pairs")
     return pairs
+
+
+def _musubi_to_original(key: str) -> str:
+    """`lora_unet_blocks_3_cross_attn_k_img.lora_down.weight` -> `diffusion_model.blocks.3.cross_attn.k_img.lora_down
+    .weight` (diffusers' own musubi converter needs every module of every block; LoRAs on some layers exist)."""
+    module, _, leaf = key.partition(".")
+    match = _MUSUBI_MODULE.match(module)
+    if match is None:
+        raise ValueError(f"LoRA key {key} is not a musubi-tuner Wan block key (lora_unet_blocks_N_self_attn_q, ...)")
+    block, part, name = match.groups()
+    return f"diffusion_model.blocks.{block}.{part}.{name}.{leaf}"
+
+
+def _diffusers_scale(path: str | Path) -> float:
+    """alpha / rank from diffusers' `lora_adapter_metadata` (files diffusers or wantrain wrote); 1.0 without it."""
+    import json
+
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        meta = (handle.metadata() or {}).get("lora_adapter_metadata")
+    if not meta:
+        return 1.0
+    config = json.loads(meta)
+    rank, alpha = config.get("transformer.r"), config.get("transformer.lora_alpha")
+    return float(alpha) / float(rank) if rank and alpha else 1.0
 
 
 @torch.no_grad()

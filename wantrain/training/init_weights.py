@@ -22,6 +22,7 @@ from wantrain.inference.checkpoints import read_saved
 from wantrain.io.weights import load_safetensors
 from wantrain.nets.pretrained import model_folder, weight_shards
 from wantrain.nets.state_match import InitReport, match_state
+from wantrain.nets.wan_lora import merge_wan_lora, read_wan_lora
 
 
 def _strip(state: dict[str, torch.Tensor], prefixes: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -88,6 +89,24 @@ def _restart_ema(module: nn.Module) -> None:
         with torch.no_grad():
             ema.module.load_state_dict(getattr(module, module.trained_net).state_dict())
             ema.n_averaged.zero_()
+
+
+def merge_lora_files(module: nn.Module, paths: Sequence[str | Path]) -> list[str]:
+    """`init_lora`: Wan LoRA files (diffusers, ComfyUI / original Wan, musubi-tuner or DiffSynth-Studio keys) merged
+    into the starting weights of the module's Wan backbone, then its EMA copy restarted; -> one line per file."""
+    released = getattr(getattr(module, "denoiser", None), "transformer", None)
+    if released is None:
+        raise WantrainError("init_lora merges Wan LoRA files into a Wan backbone (model.net); this model has none: "
+                            "for a UNet LoRA file use `sample lora=FILE`")
+    lines = []
+    for path in paths:
+        try:
+            layers = merge_wan_lora(released, read_wan_lora(path))
+        except ValueError as err:
+            raise WantrainError(f"init_lora={path}: {err}") from None
+        lines.append(f"init_lora {path}: merged into {layers} linear layers of the transformer")
+    _restart_ema(module)
+    return lines
 
 
 def is_released_folder(path: str | Path) -> bool:
