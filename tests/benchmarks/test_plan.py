@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from wantrain.benchmarks import plan
@@ -100,3 +101,31 @@ def test_plan_upsampler_stage() -> None:
     assert [(r["shape"], r["strategy"]) for r in rows] == [("2x16x16 HR crop", s) for s in strategies]
     assert rows[0]["frozen_M"] > 1  # VGG19's convolutions up to the last feature layer the loss uses
     assert rows[0]["detail"]["static_gib"]["loss_nets"] > 0
+
+
+@pytest.mark.slow
+def test_plan_wan_backbone_with_lora_over_a_bf16_base(wan_dir) -> None:
+    """The Wan backbone from its folder's architecture, LoRA on a bf16 base (built on FakeTensors: peft's moves are
+    skipped, adapters stay float32 as in training): trainable = the adapters, the frozen base counted at 2 bytes."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from wantrain.benchmarks.plan_build import diffusion_nets
+    from wantrain.benchmarks.plan_trace import fake_safe_conversions
+
+    cfg = OmegaConf.load(Path(plan.__file__).parents[2] / "conf" / "bench" / "plan.yaml")
+    base = ["+experiment=wan_tiny_i2v", f"init_from={wan_dir}", "model.lora.rank=4"]
+    cfg.overrides = [*base, "model.net.dtype=bfloat16"]
+    rows = plan.run(cfg)
+    assert [r["shape"] for r in rows] == ["9x32x32 -> 4x3x4x4 latent"] * 3 and rows[0]["trainable_M"] > 0
+    counts = {}
+    for dtype in ("bfloat16", "float32"):
+        cfg.overrides = [*base, f"model.net.dtype={dtype}"]
+        with FakeTensorMode(allow_non_fake_inputs=True), fake_safe_conversions():
+            model = diffusion_nets(plan.plan_config(cfg).model)
+            adapters = {p.dtype for n, p in model.named_parameters() if p.requires_grad}
+            counts[dtype] = plan.count({"model": model}, None)
+        assert adapters == {torch.float32}
+    frozen = counts["float32"]["model"] - counts["float32"]["trainable"]
+    saved = counts["float32"]["weight_bytes"] - counts["bfloat16"]["weight_bytes"]
+    assert counts["bfloat16"]["trainable"] == counts["float32"]["trainable"] > 0
+    assert saved > 1.5 * frozen  # 2 bytes less per frozen weight, but the fp32-kept norms and time embedding (1.9 here)

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from wantrain.benchmarks.plan_build import diffusion_nets, diffusion_step, is_upsampler, upsampler_nets, upsampler_step
-from wantrain.benchmarks.plan_trace import StepTrace, autocast_factory, trace_step
+from wantrain.benchmarks.plan_trace import StepTrace, autocast_factory, fake_safe_conversions, trace_step
+from wantrain.encoders.tiny_wan import build_missing_backbone
 from wantrain.errors import WantrainError
 from wantrain.training.throughput import BF16_PEAK_TFLOPS
 
@@ -42,9 +43,11 @@ def data_shapes(data: DictConfig) -> list[tuple[int, int, int, int]]:
     return [(b.frames, b.height, b.width, b.batch_size) for b in buckets]
 
 
-def model_shape(model: DictConfig, c: int, t: int, h: int, w: int, plan: DictConfig) -> tuple[int, int, int, int]:
-    """(C, T, H, W) the denoiser sees (C: its input channels): the clip in pixel space, the VAE's latents in latent
-    space."""
+def model_shape(model: DictConfig, t: int, h: int, w: int, plan: DictConfig, channels: int | None = None,
+                ) -> tuple[int, int, int, int]:
+    """(C, T, H, W) the denoiser sees (C: `channels`, default the UNet's inputs): the clip in pixel space, the VAE's
+    latents in latent space."""
+    c = int(channels if channels is not None else model.unet.in_channels)
     if model.get("space", "pixel") != "latent":
         return c, t, h, w
     s, tf = int(plan.latent.spatial_factor), int(plan.latent.temporal_factor)
@@ -148,7 +151,9 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         raise WantrainError(f"bench.gpu={cfg.gpu} has no known bf16 peak; set bench.peak_tflops=TFLOPS "
                             f"(known: {', '.join(BF16_PEAK_TFLOPS)})")
     upsampler = is_upsampler(model)
-    with FakeTensorMode(allow_non_fake_inputs=True):
+    if not upsampler:
+        build_missing_backbone(model)  # the tiny Wan experiment's folder, as `fit` builds it (not under FakeTensors)
+    with FakeTensorMode(allow_non_fake_inputs=True), fake_safe_conversions():
         nets = upsampler_nets(model) if upsampler else {"model": diffusion_nets(model)}
         counts = count(nets, model)
     enc_params, enc_bytes, notes = (0, 0, []) if upsampler else frozen_encoder_bytes(model)
@@ -160,7 +165,7 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
             hh, ww = (int(crop), int(crop)) if crop else (h, w)
             shape_name = f"{t}x{hh}x{ww} HR crop"
         else:
-            shape = model_shape(model, int(nets["model"].denoiser.in_channels), t, h, w, cfg)
+            shape = model_shape(model, t, h, w, cfg, channels=int(nets["model"].denoiser.in_channels))
             shape_name = f"{t}x{h}x{w}" + (f" -> {'x'.join(map(str, shape))} latent" if shape[1:] != (t, h, w) else "")
         traces = {}
         for ckpt in (False, True):

@@ -4,8 +4,8 @@ on FakeTensors (shapes and dtypes only, no memory, no compute), so full-size mod
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,13 +72,26 @@ def autocast_factory(precision: str, device_type: str = "cpu") -> Callable[[], A
     return lambda: torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
+@contextmanager
+def fake_safe_conversions() -> Iterator[None]:
+    """`nn.Module.to` as a no-op while the networks are built on FakeTensors: `to` swaps parameters, which
+    FakeTensors (held by their mode) cannot do, and there is one fake device anyway. peft calls it when it adds
+    adapters; their dtype is set by `nets.lora.add_lora` (float32, as training keeps them), not by `to`."""
+    to = torch.nn.Module.to
+    torch.nn.Module.to = lambda self, *args, **kwargs: self
+    try:
+        yield
+    finally:
+        torch.nn.Module.to = to
+
+
 def trace_step(build: Callable[[int], tuple[Callable[[], None], Callable[[], Any], Any]], batch: int,
                precision: str, real: bool = False, flops: bool = True) -> StepTrace:
     """Trace one step. `build(batch)` makes the networks and inputs and returns (train_fn, infer_fn, nets): the
     first runs forward + backward (autocast inside, backward outside it as Lightning runs it), the second one
     inference forward. `real`: run on real CPU tensors instead of FakeTensors; `flops=False`: memory only (FLOPs 0)."""
     mode = FakeTensorMode(allow_non_fake_inputs=True) if not real else None
-    with mode or nullcontext():
+    with mode or nullcontext(), fake_safe_conversions():
         step, infer_fn, _ = build(batch)
         tracker = LiveBytes()
         with tracker:  # memory and FLOPs in separate passes: FlopCounterMode's module hooks keep tensors alive

@@ -11,11 +11,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from wantrain.commands.preflight import build_missing_backbone
 from wantrain.data.samples import SampleDecoder
 from wantrain.data.shards import expand_shard_spec
 from wantrain.encoders.cache import encode_shards
 from wantrain.encoders.conditioning import FrozenEncoders
+from wantrain.encoders.tiny_wan import build_missing_backbone
 from wantrain.errors import WantrainError
 from wantrain.ranks import pick_device, process_rank
 from wantrain.training.datamodule import fps_setting

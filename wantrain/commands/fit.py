@@ -23,8 +23,9 @@ def start_from_weights(cfg: DictConfig, model: pl.LightningModule, ckpt_path: st
         return
     if ckpt_path is not None:
         if rank_zero_only.rank == 0:
-            print(f"init_from / init_lora ignored: resuming {ckpt_path} (a restarted run resumes, it does not "
-                  "re-initialise)", flush=True)
+            given = " and ".join(name for name, value in (("init_from", source), ("init_lora", loras)) if value)
+            print(f"{given} ignored: resuming {ckpt_path} (a restarted run resumes, it does not re-initialise)",
+                  flush=True)
         return
     lines = merge_lora_files(model, loras) if loras and not source else []
     if not source:
@@ -36,7 +37,7 @@ def start_from_weights(cfg: DictConfig, model: pl.LightningModule, ckpt_path: st
         raise WantrainError(f"init_weights={weights!r}: use ema (the EMA copy) or raw (the trained weights)")
     report = init_weights(model, source, use_ema=weights == "ema", strict=bool(cfg.get("init_strict", False)),
                           fresh=list(cfg.get("init_fresh") or []))
-    lines = [report.text(), *merge_lora_files(model, loras)]  # the LoRA files go onto the loaded weights
+    lines = [report.text(), *(merge_lora_files(model, loras) if loras else [])]  # LoRA onto the loaded weights
     if rank_zero_only.rank == 0:
         print("\n".join(lines), flush=True)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -22,6 +21,7 @@ from wantrain.commands.run_setup import seed_run
 from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.skips import SkipCounter
 from wantrain.encoders.conditioning import FrozenEncoders
+from wantrain.encoders.tiny_wan import build_missing_backbone
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
 from wantrain.training.checkpoint_compat import check_checkpoint_fits
@@ -50,18 +50,6 @@ def check_encoders(model: DictConfig) -> None:
     factories = [instantiate(node) if node is not None else None for node in nodes]
     FrozenEncoders(factories[0], factories[1], bool(model.get("build_tiny_encoders", False)),
                    factories[2]).check_available()
-
-
-def build_missing_backbone(model: DictConfig) -> None:
-    """A tiny random Wan pipeline folder at `model.net.path` when `build_tiny_encoders` asks and none is there (the
-    CPU experiment wan_tiny_i2v: its encoders and VAE come from the same folder). Before the model is built: the
-    backbone reads its weights in its constructor."""
-    net = model.get("net")
-    if not (net and net.get("path") and model.get("build_tiny_encoders")) or Path(str(net.path)).exists():
-        return
-    from wantrain.encoders.tiny_wan import build_tiny_wan
-
-    build_tiny_wan(str(net.path), task="i2v" if model.get("image_encoder") else "t2v")
 
 
 def check_conditioning(cfg: DictConfig) -> None:

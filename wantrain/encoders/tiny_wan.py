@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,17 @@ def tiny_wan_transformer_config(task: str = "i2v", latent_channels: int = 4, tex
             "text_dim": text_dim, "freq_dim": 16, "ffn_dim": 2 * inner, "num_layers": 2, "cross_attn_norm": True,
             "qk_norm": "rms_norm_across_heads", "eps": 1e-6, "image_dim": image_dim if i2v else None,
             "added_kv_proj_dim": inner if i2v else None, "rope_max_seq_len": 32}
+
+
+def build_missing_backbone(model: Mapping[str, Any]) -> None:
+    """A tiny random Wan pipeline folder at `model.net.path` when `model.build_tiny_encoders` asks and none is there
+    (wan_tiny_i2v: its encoders and VAE come from the same folder); before the model is built, since the backbone
+    reads its weights in its constructor (`fit`, `encode`, `bench plan` call it)."""
+    net = model.get("net")
+    if not (net and net.get("path") and model.get("build_tiny_encoders")) or Path(str(net.get("path"))).exists():
+        return
+    task = "ti2v" if net.get("expand_timesteps") else "i2v" if model.get("image_encoder") else "t2v"
+    build_tiny_wan(str(net.get("path")), task=task)
 
 
 def build_tiny_wan(path: str | os.PathLike, task: str = "i2v", seed: int = 0, latent_channels: int = 4) -> Path:

@@ -35,10 +35,15 @@ def add_lora(net: nn.Module, settings: dict[str, Any]) -> nn.Module:
     config = LoraConfig(r=settings["rank"], lora_alpha=settings["alpha"], lora_dropout=settings["dropout"],
                         target_modules=list(settings["target_modules"]))
     try:
-        return inject_adapter_in_model(config, net)
+        inject_adapter_in_model(config, net)
     except ValueError as err:
         raise ValueError(f"model.lora.target_modules={settings['target_modules']}: {str(err).splitlines()[0][:160]}"
                          ) from None
+    with torch.no_grad():  # adapters train in float32 over a bf16 base (diffusers' `cast_training_params`)
+        for name, param in net.named_parameters():
+            if any(part in name for part in (".lora_A.", ".lora_B.")) and param.dtype != torch.float32:
+                param.data = param.data.float()
+    return net
 
 
 def has_lora(net: nn.Module) -> bool:

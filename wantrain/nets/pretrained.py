@@ -55,6 +55,18 @@ def _cast(name: str, tensor: torch.Tensor, dtype: torch.dtype, keep_fp32: tuple[
     return tensor.float() if any(m in name.split(".") for m in keep_fp32) else tensor.to(dtype)
 
 
+@torch.no_grad()
+def cast_like_diffusers(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """A model built from its config cast to `dtype` in place, its `_keep_in_fp32_modules` kept in float32 (as
+    diffusers' from_pretrained(torch_dtype=...) and `load_pretrained` do)."""
+    if dtype == torch.float32:
+        return model
+    keep = tuple(getattr(type(model), "_keep_in_fp32_modules", None) or ())
+    for name, tensor in [*model.named_parameters(), *model.named_buffers()]:
+        tensor.data = _cast(name, tensor.data, dtype, keep)
+    return model
+
+
 def load_pretrained(cls: type[nn.Module], path: str | os.PathLike, subfolder: str = "transformer",
                     dtype: torch.dtype = torch.float32) -> tuple[nn.Module, InitReport]:
     """A diffusers model class `cls` from a folder, built on meta and filled shard by shard (assign); one

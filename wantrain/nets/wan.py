@@ -20,7 +20,7 @@ from torch import nn
 
 from wantrain.errors import WantrainError
 from wantrain.nets.fusion import check_dropout_rates, draw_dropout
-from wantrain.nets.pretrained import load_pretrained, read_config
+from wantrain.nets.pretrained import cast_like_diffusers, load_pretrained, read_config
 from wantrain.nets.state_match import InitReport
 from wantrain.nets.wan_architectures import differences, released_architecture
 
@@ -82,7 +82,7 @@ class WanDenoiser(nn.Module):
             self.transformer, self.load_report = load_pretrained(WanTransformer3DModel, path, "transformer",
                                                                  getattr(torch, str(dtype)))
         else:
-            self.transformer = WanTransformer3DModel(**found).to(getattr(torch, str(dtype)))
+            self.transformer = cast_like_diffusers(WanTransformer3DModel(**found), getattr(torch, str(dtype)))
         self.rates = check_dropout_rates((p_drop_text, p_drop_image, p_drop_both))
         if gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
