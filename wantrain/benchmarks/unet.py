@@ -53,26 +53,36 @@ def matched_peer(unet: dict[str, Any], target_params: int) -> torch.nn.Module:
     return diffusers_peer(unet, width)
 
 
+def train_step(model: torch.nn.Module, forward: Callable[[], torch.Tensor], device: torch.device,
+               dtype: torch.dtype | None) -> Callable[[], torch.Tensor]:
+    """One forward+backward of `forward()` (a mean-square loss of its output) under `dtype` autocast (None: off)."""
+
+    def step() -> torch.Tensor:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            loss = forward().float().square().mean()
+        loss.backward()
+        return loss
+
+    return step
+
+
 def measure(name: str, model: torch.nn.Module, forward: Callable[[], torch.Tensor], cfg: DictConfig,
-            device: torch.device, peak: float | None) -> dict[str, Any]:
-    """Time and count FLOPs of one forward+backward (bf16 autocast where configured) -> a table row."""
+            device: torch.device, peak: float | None, seconds: float | None = None) -> dict[str, Any]:
+    """Time (unless `seconds` is given: timed elsewhere, e.g. alternating with a peer) and count FLOPs of one
+    forward+backward (bf16 autocast where configured) -> a table row."""
     model.to(device).train()
     name_ = str(cfg.dtype) if cfg.dtype != "auto" else ("bf16" if device.type == "cuda" else "fp32")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(name_)
     autocast = dtype is not None
 
-    def step() -> torch.Tensor:
-        model.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=autocast):
-            loss = forward().float().square().mean()
-        loss.backward()
-        return loss
-
+    step = train_step(model, forward, device, dtype if autocast else None)
     counter = FlopCounterMode(display=False)
     with counter:
         step()
     flops = counter.get_total_flops()
-    seconds = seconds_per_call(step, device, int(cfg.warmup), int(cfg.iters))
+    if seconds is None:
+        seconds = seconds_per_call(step, device, int(cfg.warmup), int(cfg.iters))
     achieved = flops / seconds / 1e12
     row = {"model": name, "params_M": round(count_params(model) / 1e6, 3), "device": str(device),
            "dtype": name_, "batch": int(cfg.batch_size), "frames": int(cfg.num_frames),

@@ -53,7 +53,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     torch.manual_seed(cfg.seed)
     if importlib.util.find_spec(f"wantrain.benchmarks.{action}") is None:
         raise WantrainError(f"'bench {action}' is not available yet in this version; "
-                            "try bench data | unet | upsampler | step | plan")
+                            "try bench data | unet | dit | upsampler | step | plan")
     module = importlib.import_module(f"wantrain.benchmarks.{action}")
     rows = module.run(cfg.bench)
     # nested values (e.g. bench plan's per-row breakdown) go to the JSON only

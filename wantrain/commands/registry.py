@@ -23,8 +23,8 @@ COMMANDS: dict[str, Command] = {
     "test": Command("evaluate a checkpoint on a shard set and write metrics JSON", "test"),
     "sample": Command("generate an mp4 from an image and a prompt", "sample"),
     "encode": Command("cache frozen T5/DiT embeddings (+ VAE latents in latent space) in shards (out=DIR)", "encode"),
-    "bench": Command("benchmarks: data | unet | upsampler | step | plan | quality", "bench",
-                     ("data", "unet", "upsampler", "step", "plan", "quality"), "bench"),
+    "bench": Command("benchmarks: data | unet | dit | upsampler | step | plan | quality", "bench",
+                     ("data", "unet", "dit", "upsampler", "step", "plan", "quality"), "bench"),
     "shards": Command("write shards: synthetic | from-folder", "shards", ("synthetic", "from-folder")),
 }
 

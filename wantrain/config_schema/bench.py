@@ -181,6 +181,29 @@ class UnetBench:
 
 
 @dataclass
+class DitBench:
+    """`bench dit`: the Wan DiT through wantrain beside diffusers' direct transformer call (the wrapper's cost)."""
+
+    device: str = option("auto", "auto: cuda when present, else cpu", pattern=DEVICE)
+    dtype: str = option("auto", "autocast dtype: auto (bf16 on GPU, fp32 on CPU)",
+                        choices=("auto", "bf16", "fp16", "fp32"))
+    batch_size: int = option(1, "clips per batch", ge=1)
+    latent_frames: int = option(3, "latent frames (Wan: 1 + (frames - 1) / 4)", ge=1)
+    latent_height: int = option(16, "latent height (Wan2.1: height / 8), even", ge=2)
+    latent_width: int = option(16, "latent width (Wan2.1: width / 8), even", ge=2)
+    prompt_tokens: int = option(24, "text tokens before the zero padding (of 512)", ge=1, le=512)
+    image_tokens: int = option(257, "CLIP tokens (I2V: 257 for ViT-H/14 at 224 px)", ge=1)
+    architecture: str | None = option(None, "a released Wan transformer by name (nets/wan_architectures.py); null: "
+                                            "bench.transformer")
+    transformer: dict[str, Any] = option(doc="WanTransformer3DModel arguments when architecture is null",
+                                         factory=dict)
+    warmup: int = option(1, "untimed iterations", ge=0)
+    iters: int = option(5, "timed iterations", ge=1)
+    seed: int = option(0, "seed of the model and the inputs")
+    peak_tflops: float | None = option(None, "bf16 dense peak for MFU (null: from the GPU name)", gt=0)
+
+
+@dataclass
 class UpsamplerBench:
     """`bench upsampler`: fwd+bwd of a stage and of the discriminator, tiled vs untiled inference."""
 
@@ -211,5 +234,5 @@ class UpsamplerBench:
 # nodes a benchmark resolves itself, against its own root (bench quality: the models' ${model.*} interpolations)
 RESOLVED_BY_THE_BENCHMARK: dict[str, tuple[str, ...]] = {"quality": ("base_model", "sr_model")}
 # each benchmark's `bench.*` schema, by action
-BENCHES: dict[str, type] = {"data": DataBench, "plan": PlanBench, "quality": QualityBench, "step": StepBench,
-                            "unet": UnetBench, "upsampler": UpsamplerBench}
+BENCHES: dict[str, type] = {"data": DataBench, "dit": DitBench, "plan": PlanBench, "quality": QualityBench,
+                            "step": StepBench, "unet": UnetBench, "upsampler": UpsamplerBench}
