@@ -16,7 +16,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-from wantrain.benchmarks.plan_build import diffusion_nets, diffusion_step, is_upsampler, upsampler_nets, upsampler_step
+from wantrain.benchmarks.plan_build import (
+    backbone_architecture,
+    diffusion_nets,
+    diffusion_step,
+    is_upsampler,
+    upsampler_nets,
+    upsampler_step,
+)
 from wantrain.benchmarks.plan_trace import StepTrace, autocast_factory, fake_safe_conversions, trace_step
 from wantrain.encoders.tiny_wan import build_missing_backbone
 from wantrain.errors import WantrainError
@@ -47,7 +54,10 @@ def model_shape(model: DictConfig, t: int, h: int, w: int, plan: DictConfig, cha
                 ) -> tuple[int, int, int, int]:
     """(C, T, H, W) the denoiser sees (C: `channels`, default the UNet's inputs): the clip in pixel space, the VAE's
     latents in latent space."""
-    c = int(channels if channels is not None else model.unet.in_channels)
+    if channels is None:
+        channels = (backbone_architecture(OmegaConf.to_container(model.net, resolve=True))["out_channels"]
+                    if model.get("net") is not None else model.unet.in_channels)
+    c = int(channels)
     if model.get("space", "pixel") != "latent":
         return c, t, h, w
     s, tf = int(plan.latent.spatial_factor), int(plan.latent.temporal_factor)
