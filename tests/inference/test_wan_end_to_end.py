@@ -73,3 +73,18 @@ def test_wan_lora_fit_resumes_exactly_and_goes_back_to_diffusers(wan_dir, data_d
         fused = tuned.transformer.state_dict()
         worst = max((fused[k] - trained[k]).abs().max().item() for k in fused)
         assert worst < 1e-6, (lora.name, worst)
+
+
+@pytest.mark.slow
+def test_wan_trains_on_cached_states_and_latents(wan_dir, data_dir, tmp_path, wantrain_main) -> None:
+    """`encode` with a Wan experiment caches umT5 states (unpadded; the backbone pads them to 512), CLIP states and
+    latents from the folder's own encoders and VAE; `fit` then trains without them (as the full-size recipes do)."""
+    common = ["+experiment=wan_tiny_i2v", f"paths.data_dir={data_dir}", f"init_from={wan_dir}",
+              f"data.train_shards={data_dir}/synthetic/train-00000.tar", "data.val_shards=null"]
+    out = tmp_path / "cached"
+    assert wantrain_main(["encode", *common, f"out={out}"], tmp_path) == 0
+    cached = [*common[:3], f"data.train_shards={out}/train-00000.tar", "data.val_shards=null",
+              "model.conditioning=cached", "data.embeddings=[t5,dit,latent,first_latent]"]
+    assert wantrain_main(["fit", *cached, f"run_dir={tmp_path / 'run'}", "trainer.max_steps=2", "logger=csv",
+                          "print_config=false"], tmp_path) == 0
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 2

@@ -67,10 +67,20 @@ def test_prediction_equals_the_pipeline_call(wan_dir) -> None:
     assert not torch.allclose(dropped[0], ours[0]) and torch.allclose(dropped[1], ours[1], atol=1e-6)
 
 
-def test_short_text_is_refused_in_one_line(wan_dir) -> None:
-    net = WanDenoiser(path=wan_dir)
-    cond = Conditions(torch.zeros(1, 77, 32), torch.ones(1, 77, dtype=torch.bool), torch.zeros(1, 17, 32),
-                      torch.zeros(1, 4, 3, 4, 4))
-    off = torch.zeros(1, dtype=torch.bool)
+def test_unpadded_text_is_padded_with_zeros_to_512(wan_dir) -> None:
+    """Cached text states come without their padding: the prediction equals that of the 512 zero-padded states
+    (what the pipeline encodes); longer text is one line."""
+    net = WanDenoiser(path=wan_dir).eval()
+    g = torch.Generator().manual_seed(1)
+    short, mask = torch.randn(1, 7, 32, generator=g), torch.ones(1, 7, dtype=torch.bool)
+    padded = torch.cat([short, torch.zeros(1, WAN_TEXT_LENGTH - 7, 32)], 1)
+    padded_mask = torch.cat([mask, torch.zeros(1, WAN_TEXT_LENGTH - 7, dtype=torch.bool)], 1)
+    image, frames = torch.randn(1, 17, 32, generator=g), torch.randn(1, 4, 3, 4, 4, generator=g)
+    x, t, off = torch.randn(1, 4, 3, 4, 4, generator=g), torch.tensor([500.0]), torch.zeros(1, dtype=torch.bool)
+    with torch.no_grad():
+        a = net(x, t, Conditions(short, mask, image, frames), off, off)
+        b = net(x, t, Conditions(padded, padded_mask, image, frames), off, off)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    long = Conditions(torch.zeros(1, 600, 32), torch.ones(1, 600, dtype=torch.bool), image, frames)
     with pytest.raises(ValueError, match="max_length=512"):
-        net(torch.zeros(1, 4, 3, 4, 4), torch.tensor([1.0]), cond, off, off)
+        net(x, t, long, off, off)

@@ -180,6 +180,9 @@ class EncodeOptions:
     latents: bool | str = option("auto", "cache the VAE's clip latents: auto (when model.space=latent)",
                                  choices=("auto", True, False))
     device: str = option("auto", "auto: cuda:LOCAL_RANK when a GPU is present, else cpu", pattern=DEVICE)
+    init_from: str | None = option(None, "the diffusers folder a Wan experiment takes its encoders and VAE from "
+                                         "(model.*.path: ${init_from}); nothing else reads it here")
+    init_required: bool = borrowed(RunOptions, "init_required")
     paths: Any = borrowed(RunOptions, "paths")
     data: Any = borrowed(RunOptions, "data")
     model: Any = borrowed(RunOptions, "model")

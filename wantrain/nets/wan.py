@@ -133,6 +133,12 @@ class WanDenoiser(nn.Module):
         dtype = self.transformer.patch_embedding.weight.dtype
         text = cond.text * cond.text_mask[..., None].to(cond.text.dtype)  # zero after the prompt, as Wan pads
         text = torch.where(drop_text.view(-1, 1, 1), torch.zeros_like(text), text)
+        if text.shape[1] > WAN_TEXT_LENGTH:
+            raise ValueError(f"Wan takes {WAN_TEXT_LENGTH} text tokens, got {text.shape[1]}: set "
+                             f"model.text_encoder.max_length={WAN_TEXT_LENGTH}")
+        # always 512 tokens, zero after the prompt, as Wan's pipelines pad (cached states are stored unpadded);
+        # the cross-attention sees the zero tokens too, and I2V splits the image tokens off at 512
+        text = torch.nn.functional.pad(text, (0, 0, 0, WAN_TEXT_LENGTH - text.shape[1]))
         keep = (~drop_image).to(x_t.dtype)
         if self.expand_timesteps:  # pipeline_wan_i2v.py: latent_model_input = (1 - mask) * condition + mask * latents
             given = self.given_frames(drop_image, x_t.shape[2], x_t.device)  # (B, T')
@@ -146,10 +152,6 @@ class WanDenoiser(nn.Module):
             condition = wan_channel_condition(cond.frames.to(x_t.dtype), cond.image_frames, mask_channels)
             inputs.append(condition * keep.view(-1, 1, 1, 1, 1))
         if self.image_dim is not None:
-            if text.shape[1] != WAN_TEXT_LENGTH:
-                raise ValueError(f"Wan I2V takes {WAN_TEXT_LENGTH} text tokens (diffusers splits image and text "
-                                 f"tokens there), got {text.shape[1]}: set model.text_encoder.max_length="
-                                 f"{WAN_TEXT_LENGTH} and padding=max_length")
             image = (cond.image_tokens * keep.view(-1, 1, 1)).to(dtype)
         out = self.transformer(torch.cat(inputs, dim=1).to(dtype), t, encoder_hidden_states=text.to(dtype),
                                encoder_hidden_states_image=image, return_dict=False)[0]
