@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 TINY = ["bench.batch_size=1", "bench.num_frames=2", "bench.height=8", "bench.width=8", "bench.steps=3",
         "bench.warmup=1", "bench.repeats=1", "bench.device=cpu", "bench.threads=1"]
 
 
+@pytest.mark.slow
 def test_bench_step_prints_a_table_and_writes_json(wantrain_cli, tmp_path):
     result = wantrain_cli(["bench", "step", *TINY], cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -88,6 +88,7 @@ def test_sample_without_inputs_says_what_to_pass_in_one_line(cli):
     assert err.strip().splitlines()[-1].startswith("wantrain: error: nothing to sample: pass image=PATH")
 
 
+@pytest.mark.slow
 def test_config_tree_is_found_from_an_installed_wheel(tmp_path):
     wheels, site = tmp_path / "wheels", tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation",

@@ -208,6 +208,7 @@ def test_export_pipeline_equals_checkpoint_pipeline_in_process(stages, exported,
     assert not torch.equal(raw, a)  # use_ema=false really takes the other weights
 
 
+@pytest.mark.ddp
 def test_two_ranks_split_a_prompts_file_and_sample_alike(exported, single, image, tmp_path):
     rows = [{"image": str(image), "prompt": "a red square moving", "seed": s} for s in (3, 3, 4)]
     prompts = tmp_path / "prompts.jsonl"

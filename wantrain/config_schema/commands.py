@@ -182,7 +182,7 @@ class EncodeOptions:
     device: str = option("auto", "auto: cuda:LOCAL_RANK when a GPU is present, else cpu", pattern=DEVICE)
     init_from: str | None = option(None, "the diffusers folder a Wan experiment takes its encoders and VAE from "
                                          "(model.*.path: ${init_from}); nothing else reads it here")
-    init_required: bool = borrowed(RunOptions, "init_required")
+    init_required: bool = borrowed(RunOptions, "init_required", default=False)
     paths: Any = borrowed(RunOptions, "paths")
     data: Any = borrowed(RunOptions, "data")
     model: Any = borrowed(RunOptions, "model")
