@@ -184,10 +184,9 @@ class UnetBench:
 class DitBench:
     """`bench dit`: the Wan DiT through wantrain beside diffusers' direct transformer call (the wrapper's cost)."""
 
-    device: str = option("auto", "auto: cuda when present, else cpu", pattern=DEVICE)
-    dtype: str = option("auto", "autocast dtype: auto (bf16 on GPU, fp32 on CPU)",
-                        choices=("auto", "bf16", "fp16", "fp32"))
-    batch_size: int = option(1, "clips per batch", ge=1)
+    device: str = borrowed(UnetBench, "device", default="auto")
+    dtype: str = borrowed(UnetBench, "dtype", default="auto")
+    batch_size: int = borrowed(UnetBench, "batch_size", default=1)
     latent_frames: int = option(3, "latent frames (Wan: 1 + (frames - 1) / 4)", ge=1)
     latent_height: int = option(16, "latent height (Wan2.1: height / 8), even", ge=2)
     latent_width: int = option(16, "latent width (Wan2.1: width / 8), even", ge=2)
@@ -197,10 +196,10 @@ class DitBench:
                                             "bench.transformer")
     transformer: dict[str, Any] = option(doc="WanTransformer3DModel arguments when architecture is null",
                                          factory=dict)
-    warmup: int = option(1, "untimed iterations", ge=0)
-    iters: int = option(5, "timed iterations", ge=1)
-    seed: int = option(0, "seed of the model and the inputs")
-    peak_tflops: float | None = option(None, "bf16 dense peak for MFU (null: from the GPU name)", gt=0)
+    warmup: int = borrowed(UnetBench, "warmup", default=1)
+    iters: int = borrowed(UnetBench, "iters", default=5)
+    seed: int = borrowed(UnetBench, "seed", default=0)
+    peak_tflops: float | None = borrowed(UnetBench, "peak_tflops")
 
 
 @dataclass
