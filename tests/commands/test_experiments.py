@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from wantrain.config_tree import list_experiments
 
-ON_META = {"i2v_64", "i2v_wan_latent", "wan21_i2v_14b_lora", "wan21_t2v_1.3b", "wan22_ti2v_5b"}
+ON_META = {"i2v_64", "i2v_wan_latent", "wan21_i2v_14b_lora", "wan21_t2v_1.3b", "wan22_ti2v_5b", "wan22_i2v_a14b_lora"}
 
 
 def test_bare_fit_composes_the_i2v_tiny_experiment(compose, tmp_path):

@@ -62,3 +62,24 @@ def test_oracle_velocity_makes_both_samplers_return_x0(kind: str, scales: tuple[
     out = sample(oracle, tuple(x0.shape), f.sampler(kind), num_steps=6, text_scale=scales[0], image_scale=scales[1],
                  generator=torch.Generator().manual_seed(2), model_timesteps=f.model_timesteps)
     torch.testing.assert_close(out, x0, atol=1e-4, rtol=0)
+
+
+def test_timestep_range_cuts_the_distribution_for_one_expert() -> None:
+    """Wan2.2 A14B's experts train over t >= 900 and t < 900 (boundary_ratio 0.9): draws stay in the range and follow
+    the configured distribution cut there (inverse CDF, no rejection). With uniform sigmas and shift 5, 0.357 of the
+    mass is at t >= 900: DiffSynth-Studio's --max_timestep_boundary 0.358 for the same split."""
+
+    g = torch.Generator().manual_seed(0)
+    for sampling in ("uniform", "logit_normal"):
+        full = FlowMatching(timestep_sampling=sampling, shift=5.0).timesteps(200_000, generator=g)
+        for lo, hi in ((900, 1000), (0, 900)):
+            cut = FlowMatching(timestep_sampling=sampling, shift=5.0, timestep_range=[lo, hi]).timesteps(
+                50_000, generator=g)
+            assert lo <= cut.min() and cut.max() <= hi
+            tail = full[(full >= lo) & (full < hi)]
+            assert abs(cut.mean() - tail.mean()) < 2.0, (sampling, lo, cut.mean(), tail.mean())
+    assert 1 - 0.9 / (5 - 4 * 0.9) == pytest.approx(0.357, abs=1e-3)
+    high = FlowMatching(timestep_sampling="uniform", shift=5.0).timesteps(200_000, generator=g)
+    assert (high >= 900).float().mean().item() == pytest.approx(0.357, abs=0.005)
+    with pytest.raises(ValueError, match="timestep_range"):
+        FlowMatching(timestep_range=[900, 800])

@@ -84,3 +84,20 @@ def test_unpadded_text_is_padded_with_zeros_to_512(wan_dir) -> None:
     long = Conditions(torch.zeros(1, 600, 32), torch.ones(1, 600, dtype=torch.bool), image, frames)
     with pytest.raises(ValueError, match="max_length=512"):
         net(x, t, long, off, off)
+
+
+def test_second_expert_of_a_two_expert_folder(wan_dir, tmp_path) -> None:
+    """A Wan2.2 A14B-style folder (transformer/ high noise, transformer_2/ low noise): subfolder picks the expert."""
+    import shutil
+
+    folder = tmp_path / "two-experts"
+    shutil.copytree(wan_dir, folder)
+    second = WanDenoiser(path=wan_dir).transformer
+    with torch.no_grad():
+        for p in second.parameters():
+            p.add_(0.5)
+    second.save_pretrained(str(folder / "transformer_2"))
+    high, low = WanDenoiser(path=folder), WanDenoiser(path=folder, subfolder="transformer_2")
+    assert low.load_report.source.endswith("transformer_2") and not low.load_report.missing
+    name, weight = next(iter(low.transformer.state_dict().items()))
+    torch.testing.assert_close(weight, high.transformer.state_dict()[name] + 0.5)

@@ -55,7 +55,7 @@ def backbone_architecture(node: dict[str, Any]) -> dict[str, Any]:
     if node.get("config"):
         return dict(node["config"])
     if node.get("path"):
-        return read_config(node["path"], "transformer")
+        return read_config(node["path"], node.get("subfolder") or "transformer")
     if node.get("architecture"):
         return released_architecture(str(node["architecture"]))
     raise WantrainError("bench plan of a model.net backbone needs its architecture: init_from=DIR (a diffusers folder) "

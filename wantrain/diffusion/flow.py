@@ -48,6 +48,10 @@ class FlowMatching:
     shift: float = 1.0  # training shift (Wan2.1 / SD3 use 3.0-5.0 at high resolution); also the default sampling shift
     weighting: str = "uniform"
     offset_noise: float = 0.0
+    # train one expert of a two-expert model over its timesteps [lo, hi]: Wan2.2 A14B's high-noise expert takes
+    # t >= boundary_ratio * 1000 (I2V 0.9: wan/configs/wan_i2v_A14B.py:36), the low-noise one the rest, as
+    # DiffSynth-Studio trains them (--min/max_timestep_boundary); the drawn distribution is the configured one, cut
+    timestep_range: tuple[float, float] | list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.timestep_sampling not in TIMESTEP_SAMPLING:
@@ -56,6 +60,11 @@ class FlowMatching:
             raise ValueError(f"flow weighting must be one of {FLOW_WEIGHTINGS}, got {self.weighting!r}")
         if self.shift <= 0:
             raise ValueError(f"shift must be > 0, got {self.shift}")
+        if self.timestep_range is not None:
+            lo, hi = (float(v) for v in self.timestep_range)
+            if not 0 <= lo < hi <= self.num_train_timesteps:
+                raise ValueError(f"timestep_range={list(self.timestep_range)}: use [lo, hi] with 0 <= lo < hi <= "
+                                 f"{self.num_train_timesteps} (e.g. [900, 1000] for Wan2.2 A14B's high-noise expert)")
 
     samplers = FLOW_SAMPLERS
 
@@ -67,12 +76,32 @@ class FlowMatching:
                   generator: torch.Generator | None = None) -> torch.Tensor:
         """Training timesteps (B,) float = sigma * num_train_timesteps, sigma drawn per `timestep_sampling`, shifted."""
         gen_device = generator.device if generator is not None else device
+        if self.timestep_range is not None:
+            return (shift_sigmas(self._sigma_in_range(batch_size, gen_device, generator), self.shift)
+                    * self.num_train_timesteps).to(device)
         if self.timestep_sampling == "uniform":
             sigma = torch.rand(batch_size, generator=generator, device=gen_device)
         else:
             normal = torch.randn(batch_size, generator=generator, device=gen_device)
             sigma = torch.sigmoid(self.logit_mean + self.logit_std * normal)
         return (shift_sigmas(sigma, self.shift) * self.num_train_timesteps).to(device)
+
+    def _sigma_in_range(self, batch_size: int, device: torch.device | str, generator: torch.Generator | None,
+                        ) -> torch.Tensor:
+        """Unshifted sigmas (B,) from the configured distribution cut to those whose shifted timestep lies in
+        `timestep_range` (inverse-CDF sampling: no rejection, one draw per sample)."""
+        s = self.shift
+        bounds = [float(v) / self.num_train_timesteps for v in self.timestep_range]
+        lo, hi = (b / (s - (s - 1) * b) for b in bounds)  # the inverse of shift_sigmas
+        u = torch.rand(batch_size, generator=generator, device=device, dtype=torch.float64)
+        if self.timestep_sampling == "uniform":
+            return (lo + (hi - lo) * u).float()
+        # logit-normal: sigma = sigmoid(m + s_d z), z ~ N(0, 1): CDF(sigma) = Phi((logit(sigma) - m) / s_d)
+        cdf = [torch.special.ndtr(torch.tensor((torch.logit(torch.tensor(b, dtype=torch.float64)).item()
+                                                - self.logit_mean) / self.logit_std, dtype=torch.float64))
+               for b in (lo, hi)]
+        z = torch.special.ndtri(cdf[0] + (cdf[1] - cdf[0]) * u)
+        return torch.sigmoid(self.logit_mean + self.logit_std * z).float()
 
     def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x_t = (1 - sigma) x0 + sigma noise."""

@@ -85,7 +85,7 @@ def portable_net(node: dict[str, Any] | None) -> dict[str, Any] | None:
         return node
     from wantrain.nets.pretrained import read_config
 
-    return {**node, "path": None, "config": read_config(node["path"], "transformer")}
+    return {**node, "path": None, "config": read_config(node["path"], node.get("subfolder") or "transformer")}
 
 
 def load_weights(net: nn.Module, state: dict[str, torch.Tensor], what: str) -> nn.Module:

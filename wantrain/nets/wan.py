@@ -58,7 +58,8 @@ class WanDenoiser(nn.Module):
     def __init__(self, path: str | os.PathLike | None = None, config: dict[str, Any] | None = None,
                  dtype: str = "float32", p_drop_text: float = 0.1, p_drop_image: float = 0.0,
                  p_drop_both: float = 0.0, gradient_checkpointing: bool = False,
-                 architecture: str | None = None, expand_timesteps: bool = False) -> None:
+                 architecture: str | None = None, expand_timesteps: bool = False,
+                 subfolder: str = "transformer") -> None:
         super().__init__()
         from diffusers import WanTransformer3DModel
 
@@ -68,8 +69,9 @@ class WanDenoiser(nn.Module):
         if path is None and config is None and architecture is None:
             raise ValueError("WanDenoiser needs a diffusers folder (path=DIR, e.g. init_from=DIR), an architecture "
                              "(config={...}) or a released one by name (architecture=wan2.1-i2v-14b)")
+        self.subfolder = subfolder  # a two-expert folder's transformer_2 (Wan2.2 A14B's low-noise expert)
         if path is not None:
-            found = read_config(path, "transformer")
+            found = read_config(path, subfolder)
         else:  # random init (tests, bench plan on FakeTensors) of a given or released architecture
             found = dict(config) if config is not None else released_architecture(str(architecture))
         wrong = differences(found, architecture) if architecture else []
@@ -79,7 +81,7 @@ class WanDenoiser(nn.Module):
                                 "model.net.architecture to the folder's model")
         self.load_report: InitReport | None = None
         if path is not None:
-            self.transformer, self.load_report = load_pretrained(WanTransformer3DModel, path, "transformer",
+            self.transformer, self.load_report = load_pretrained(WanTransformer3DModel, path, subfolder,
                                                                  getattr(torch, str(dtype)))
         else:
             self.transformer = cast_like_diffusers(WanTransformer3DModel(**found), getattr(torch, str(dtype)))

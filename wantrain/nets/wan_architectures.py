@@ -19,6 +19,10 @@ RELEASED: dict[str, dict[str, Any]] = {
                        "in_channels": 16, "out_channels": 16, "image_dim": None, "added_kv_proj_dim": None},
     "wan2.1-i2v-14b": {**_COMMON, "num_attention_heads": 40, "num_layers": 40, "ffn_dim": 13824,
                        "in_channels": 36, "out_channels": 16, "image_dim": 1280, "added_kv_proj_dim": 5120},
+    # each expert of Wan2.2 I2V-A14B (transformer/ high noise, transformer_2/ low noise): the 14B shape on 36 input
+    # channels without the CLIP branch (wan/configs/wan_i2v_A14B.py: dim 5120, ffn 13824, 40 heads, 40 layers)
+    "wan2.2-i2v-a14b": {**_COMMON, "num_attention_heads": 40, "num_layers": 40, "ffn_dim": 13824,
+                        "in_channels": 36, "out_channels": 16, "image_dim": None, "added_kv_proj_dim": None},
     "wan2.2-ti2v-5b": {**_COMMON, "num_attention_heads": 24, "num_layers": 30, "ffn_dim": 14336,
                        "in_channels": 48, "out_channels": 48, "image_dim": None, "added_kv_proj_dim": None},
 }

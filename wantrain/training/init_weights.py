@@ -130,7 +130,7 @@ def init_released(module: nn.Module, path: str | Path, strict: bool = False,
     if released is None:
         raise WantrainError(f"init_from={path} is a diffusers folder: it initialises a DiT backbone (model.net, e.g. "
                             "+experiment=wan_tiny_i2v), not this model; pass a wantrain .ckpt, run folder or export")
-    folder = model_folder(path, "transformer")
+    folder = model_folder(path, getattr(denoiser, "subfolder", "transformer"))
     built = getattr(denoiser, "load_report", None)
     if built is not None and Path(built.source).resolve() == folder.resolve() and not fresh:
         _check(built, path, "diffusion", strict)
