@@ -101,3 +101,25 @@ def test_second_expert_of_a_two_expert_folder(wan_dir, tmp_path) -> None:
     assert low.load_report.source.endswith("transformer_2") and not low.load_report.missing
     name, weight = next(iter(low.transformer.state_dict().items()))
     torch.testing.assert_close(weight, high.transformer.state_dict()[name] + 0.5)
+
+
+def test_cond_aug_noises_the_backbones_conditioning_in_training(wan_dir) -> None:
+    """model.cond_aug with the Wan backbone: the latent frame carrying the image is noised in training (CogVideoX's
+    untold image noise; the UNet is told the level instead), the others are not, and sampling sees it clean."""
+    from wantrain.diffusion.cond_aug import CondAug
+
+    net = WanDenoiser(path=wan_dir).eval()
+    model = VideoDiffusion(None, None, FlowMatching(), net=net, cond_aug=CondAug(log_mean=0.0, log_std=0.1))
+    seen = []
+    net.register_forward_pre_hook(lambda module, args: seen.append(args[2].frames.clone()))
+    g = torch.Generator().manual_seed(0)
+    cond = Conditions(torch.randn(1, 7, 32, generator=g), torch.ones(1, 7, dtype=torch.bool),
+                      torch.randn(1, 17, 32, generator=g), torch.randn(1, 4, 3, 4, 4, generator=g), None,
+                      torch.tensor([True, False, False]))
+    with torch.no_grad():
+        model.loss(torch.randn(1, 4, 3, 4, 4, generator=g), cond, torch.tensor([500.0]), g, dropout=False)
+        model.sample(cond, torch.randn(1, 4, 3, 4, 4, generator=g), sampler="euler", num_steps=1)
+    trained, sampled = seen[0], seen[-1]
+    assert (trained[:, :, 0] - cond.frames[:, :, 0]).abs().mean() > 0.1  # noised at a level around exp(0) = 1
+    torch.testing.assert_close(trained[:, :, 1:], cond.frames[:, :, 1:])
+    torch.testing.assert_close(sampled, cond.frames)

@@ -73,7 +73,9 @@ class VideoDiffusion(nn.Module):
         self.unet, self.fusion, self.net, self.schedule = unet, fusion, net, schedule
         self.timestep_buckets = int(timestep_buckets)
         self.cond_aug = cond_aug  # training noise on the conditioning frame; its level is micro-conditioning
-        if cond_aug is not None and not self.tells_cond_aug:
+        # a UNet is told the level (SVD); a backbone that conditions itself is not (CogVideoX noises its image
+        # latents in training only, untold): only the UNet must declare it
+        if cond_aug is not None and net is None and not self.tells_cond_aug:
             raise ValueError(f"model.cond_aug is set but model.unet.micro_conditioning lacks {MICRO_NAME!r}: add it "
                              f"(e.g. [fps, {MICRO_NAME}]) so the UNet is told the level, or set model.cond_aug=null")
 
