@@ -123,12 +123,15 @@ class VideoDiffusion(nn.Module):
         micro = {} if cond.micro is None else {"micro": cond.micro}  # UNets without micro-conditioning: no kwarg
         return self.unet(x_t, t, context=context, context_mask=context_mask, pooled=pooled, concat=concat, **micro)
 
-    def given_frames(self, drop_image: torch.Tensor, num_frames: int, device: torch.device | str,
-                     ) -> torch.Tensor | None:
-        """(B, T) True on the frames the backbone is given clean instead of predicting them (Wan2.2 TI2V's frame 0);
-        None when it predicts every frame (the UNet, Wan2.1)."""
+    def given_frames(self, drop_image: torch.Tensor | None, batch_size: int, num_frames: int,
+                     device: torch.device | str) -> torch.Tensor | None:
+        """(B, T) True on the frames the backbone is given clean instead of predicting them (Wan2.2 TI2V's frame 0;
+        `drop_image` None: the image is kept); None when it predicts every frame (the UNet, Wan2.1)."""
         given = getattr(self.denoiser, "given_frames", None)
-        return None if given is None else given(drop_image, num_frames, device)
+        if given is None:
+            return None
+        keep = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        return given(keep if drop_image is None else drop_image, num_frames, device)
 
     # --- training loss and the fixed-timestep validation protocol ---------------------------------------
 
@@ -146,9 +149,7 @@ class VideoDiffusion(nn.Module):
             cond = self.augment(cond, self.cond_aug.levels(b, x0.device, generator), generator)
         noise = self.schedule.noise_like(x0, generator)
         output = self(self.schedule.add_noise(x0, noise, t), t, cond, drop_text, drop_image)
-        given = self.given_frames(drop_image if drop_image is not None else torch.zeros(b, dtype=torch.bool,
-                                                                                      device=x0.device),
-                                  x0.shape[2], x0.device)
+        given = self.given_frames(drop_image, b, x0.shape[2], x0.device)
         frames = None if given is None else ~given  # the loss leaves the given frames out
         return self.schedule.loss(output, x0, noise, t, reduce=False, frames=frames), t
 
@@ -205,7 +206,7 @@ class VideoDiffusion(nn.Module):
                    guidance_rescale=float(guidance_rescale or 0.0),
                    guidance_ramp=None if guidance_ramp is None else float(guidance_ramp),
                    keep_first=keep, renoise=self.schedule.add_noise)
-        given = self.given_frames(torch.zeros(b, dtype=torch.bool, device=x.device), x.shape[2], x.device)
+        given = self.given_frames(None, b, x.shape[2], x.device)
         if given is not None:  # frames the backbone was given clean are the condition's (diffusers' TI2V does so)
             x = torch.where(given[:, None, :, None, None], cond.frames[:, :, : x.shape[2]].to(x.dtype), x)
         return x

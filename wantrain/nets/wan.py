@@ -89,13 +89,12 @@ class WanDenoiser(nn.Module):
         if gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         cfg = self.transformer.config
-        patch_t, patch_h, patch_w = cfg.patch_size
+        _, patch_h, patch_w = cfg.patch_size
         if patch_h != patch_w:
             raise ValueError(f"Wan patch size {cfg.patch_size}: wantrain needs square spatial patches")
         self.out_channels = self.in_channels = int(cfg.out_channels)
         self.concat_channels = int(cfg.in_channels) - self.in_channels  # I2V: 4 mask + 16 first-frame latents
         self.downscale = int(patch_h)  # latent positions per token side: sizes must divide by VAE factor x this
-        self.frame_patch = int(patch_t)
         self.text_dim = int(cfg.text_dim)
         self.image_dim = None if cfg.image_dim is None else int(cfg.image_dim)
         # Wan2.2 TI2V-5B (diffusers' `expand_timesteps`): the first-frame latents replace frame 0 of x_t, whose
