@@ -219,7 +219,8 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
 
 # experiment -> (frames, size) of the one clip, training steps, the sample's PSNR it must reach (dB). Measured at 200
 # steps (batch 4): i2v_tiny loss -92.6 %, 23.8 dB; i2v_flow_tiny -95.7 %, 27.0 dB; wan_tiny_i2v 150 steps 32.6 dB,
-# 300 steps 37.4 dB; i2v_latent_tiny -94.8 %, 32.2 dB (the bars: loss -90 %, PSNR above the bar and 10 dB above the untrained model's)
+# 300 steps 37.4 dB; i2v_latent_tiny -94.8 %, 32.2 dB (the bars: loss -90 %, PSNR above the bar and 10 dB above
+# the untrained model's)
 OVERFIT = {
     "i2v_tiny": (8, 16, 200, 20.0),  # DDPM (v-prediction) in pixels, DDIM sampling
     "i2v_flow_tiny": (8, 16, 200, 20.0),  # flow matching in pixels, Euler sampling

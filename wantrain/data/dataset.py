@@ -306,14 +306,16 @@ class ShardLoader:
     def state_dict(self) -> dict:
         """Every rank's position (a collective under DDP: Lightning calls it on all ranks when saving)."""
         own = self._restored or self._progress or self._fresh(self._epoch)
-        own = {**own, "positions": list(own["positions"]), "signature": self._signature()}
-        return {"version": 1, "ranks": gather_states(own, self.shard_dataset.where()[1])}
+        rank, world = self.shard_dataset.where()
+        own = {**own, "positions": list(own["positions"]), "signature": self._signature(), "rank": rank}
+        return {"version": 1, "ranks": gather_states(own, world)}
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from a saved position; a changed setup (ranks, workers, shards...) starts a new epoch."""
         rank, _ = self.shard_dataset.where()
         states = state.get("ranks", [])
-        own = states[rank] if rank < len(states) else None
+        # entries name the data rank they read for (the ranks of a sequence-parallel group read the same stream)
+        own = next((s for i, s in enumerate(states) if s.get("rank", i) == rank), None)
         if own is not None and own.get("signature") == self._signature():
             self._restored = {k: own[k] for k in ("epoch", "batches", "next_worker", "positions")}
             return

@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
-from pytorch_lightning.utilities import grad_norm
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from wantrain.inference.checkpoints import ENTRY_HPARAMS, MODEL_ENTRY, model_entry
 from wantrain.training.lightning_private import last_saved_step, save_last_checkpoint
@@ -70,10 +71,13 @@ class GradNormMonitor(pl.Callback):
                                  optimizer: Any) -> None:
         if trainer.global_step % max(trainer.log_every_n_steps, 1):
             return
-        norms = grad_norm(pl_module, self.norm_type)
-        total = norms.get(f"grad_{float(self.norm_type)}_norm_total")
-        if total is not None:
-            pl_module.log("train/grad_norm", total, on_step=True, on_epoch=False)
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        if not grads:
+            return
+        total = torch.nn.utils.get_total_norm(grads, self.norm_type)  # FSDP2 shards: a collective over ranks
+        if isinstance(total, DTensor):
+            total = total.full_tensor()
+        pl_module.log("train/grad_norm", total, on_step=True, on_epoch=False)
 
 
 class ParameterSummary(pl.Callback):

@@ -19,6 +19,7 @@ from wantrain.data.synthetic import write_synthetic_dataset
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
 from wantrain.ranks import dist_rank
+from wantrain.training.fsdp2_strategy import data_rank
 
 
 def fps_setting(fps) -> float | tuple[float, ...] | None:  # noqa: ANN001 - a number, a list or null from config
@@ -198,7 +199,7 @@ class VideoShardDataModule(pl.LightningDataModule):
     def _rank(self) -> tuple[int, int]:
         trainer = getattr(self, "trainer", None)
         if trainer is not None:
-            return trainer.global_rank, trainer.world_size
+            return data_rank(trainer)  # a sequence-parallel group reads one stream
         return dist_rank()
 
     def _loader(self, spec, name: str, train: bool) -> ShardLoader:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.distributed.tensor import DTensor
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
+
+
+def local(tensor: torch.Tensor) -> torch.Tensor:
+    """This rank's shard of a DTensor (a view: in-place updates reach it), or the tensor itself."""
+    return tensor.to_local() if isinstance(tensor, DTensor) else tensor
 
 
 class TrainableEMA(AveragedModel):
@@ -25,14 +31,13 @@ class TrainableEMA(AveragedModel):
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
-        """One EMA step (the first one copies) over the trainable parameters and buffers of `model`."""
-        if all(p.requires_grad for p in model.parameters()):
-            return super().update_parameters(model)
+        """One EMA step (the first one copies) over the trainable parameters and buffers of `model`. FSDP2 shards
+        the EMA like the network, so each rank updates its own shards (no communication)."""
         mine = {**dict(self.module.named_parameters()), **dict(self.module.named_buffers())}
         live = {**dict(model.named_parameters()), **dict(model.named_buffers())}
         names = self.averaged_names(model)
-        ema = [mine[n].detach() for n in names]
-        current = [live[n].detach().to(mine[n].device) for n in names]
+        ema = [local(mine[n].detach()) for n in names]
+        current = [local(live[n].detach()).to(e.device) for n, e in zip(names, ema)]
         if self.n_averaged == 0:
             for e, c in zip(ema, current):
                 e.copy_(c)

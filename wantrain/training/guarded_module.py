@@ -50,6 +50,15 @@ class GuardedEMAModule(pl.LightningModule):
         self.guard_gradients([p for group in optimizer.param_groups for p in group["params"]])
         self.log_nonfinite()
 
+    def configure_model(self) -> None:
+        """Parallelism from the strategy (trainer=fsdp2: shards, sequence parallelism, checkpointing, compile),
+        applied once; other strategies wrap the module themselves."""
+        trainer = attached_trainer(self)
+        parallelize = getattr(trainer.strategy, "parallelize", None) if trainer is not None else None
+        if parallelize is not None and not getattr(self, "_parallelized", False):
+            parallelize(self)
+            self._parallelized = True
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the skipped-step counters across resumes."""
         checkpoint["nonfinite_steps"] = self.nonfinite.state_dict()

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from wantrain.errors import WantrainError
 
@@ -23,7 +24,8 @@ class NonFiniteError(WantrainError):
 
 def grads_finite(params: Iterable[torch.nn.Parameter]) -> torch.Tensor:
     """A 0-dim bool tensor: every existing gradient in `params` is finite (True when there are none)."""
-    grads = [p.grad for p in params if p.grad is not None]
+    # sharded (DTensor) gradients: this rank's shard; the decision is reduced over ranks afterwards
+    grads = [p.grad.to_local() if isinstance(p.grad, DTensor) else p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.tensor(True)
     norms = torch._foreach_norm(grads)  # one fused pass; NaN/inf anywhere makes its norm non-finite

@@ -10,6 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from wantrain.data.dataset import gather_states, make_seed
+from wantrain.training.fsdp2_strategy import data_rank
 
 KEY = "wantrain_rng_states"
 
@@ -55,18 +56,22 @@ class RNGStateCheckpoint(pl.Callback):
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
         # a collective under DDP: Lightning builds the checkpoint on every rank
-        checkpoint[KEY] = gather_states(collect_rng_states(), trainer.world_size)
+        own = {**collect_rng_states(), "data_rank": data_rank(trainer)[0]}
+        checkpoint[KEY] = gather_states(own, trainer.world_size)
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
                            checkpoint: dict[str, Any]) -> None:
+        # one stream per data rank (a sequence-parallel group shares one): restored when the run has as many
         states = checkpoint.get(KEY) or []
-        rank = trainer.global_rank
-        self._pending = states[rank] if len(states) == trainer.world_size and rank < len(states) else None
+        streams = {int(s.get("data_rank", i)): s for i, s in reversed(list(enumerate(states)))}
+        rank, size = data_rank(trainer)
+        self._pending = streams.get(rank) if len(streams) == size else None
         self._resuming = True
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.distinct_ranks and not self._resuming and trainer.global_rank > 0:
-            seed = make_seed(torch.initial_seed(), trainer.global_rank)
+        rank = data_rank(trainer)[0]  # the ranks of a sequence-parallel group draw the same noise and timesteps
+        if self.distinct_ranks and not self._resuming and rank > 0:
+            seed = make_seed(torch.initial_seed(), rank)
             random.seed(seed)
             np.random.seed(seed % 2 ** 32)
             torch.manual_seed(seed)

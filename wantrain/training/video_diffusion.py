@@ -109,6 +109,10 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         """The trained condition fusion (the UNet's; None with a backbone that conditions itself)."""
         return self.model.fusion
 
+    def parallel_networks(self) -> list[nn.Module]:
+        """What trainer=fsdp2 shards (alike, so the EMA update stays shard-local): the network and its EMA."""
+        return [self.model, self.ema.module]
+
     @property
     def space(self) -> Space:
         """Pixel space, or the latent space of the frozen VAE (loaded on first use)."""
