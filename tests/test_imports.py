@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # DESIGN.md's layers, lowest first; a module may import its own layer and those below it
 LAYERS = [
     {"errors", "ranks", "io", "schema"},
-    {"nets", "diffusion", "encoders", "losses", "data", "degradations"},
+    {"nets", "diffusion", "encoders", "losses", "data", "degradations", "parallel"},
     {"inference", "evaluation"},
     {"training"},
     {"config_tree", "config_schema"},  # the conf/ tree, its resolvers and its schema (Hydra)

@@ -123,3 +123,29 @@ def test_cond_aug_noises_the_backbones_conditioning_in_training(wan_dir) -> None
     assert (trained[:, :, 0] - cond.frames[:, :, 0]).abs().mean() > 0.1  # noised at a level around exp(0) = 1
     torch.testing.assert_close(trained[:, :, 1:], cond.frames[:, :, 1:])
     torch.testing.assert_close(sampled, cond.frames)
+
+
+def test_float8_storage_of_a_lora_base_keeps_its_prediction_and_trains_the_adapters(wan_dir) -> None:
+    """model.net.storage_dtype=float8_e4m3fn (diffusers' layerwise casting): the frozen linear weights take 1 byte,
+    each layer runs in bf16, the prediction stays near the bf16 one, and LoRA adapters get gradients."""
+    from wantrain.nets.lora import add_lora, lora_settings
+
+    g = torch.Generator().manual_seed(0)
+    b, c, t, h, w = 1, 4, 3, 4, 4
+    x_t, first = torch.randn(b, c, t, h, w, generator=g), torch.randn(b, c, t, h, w, generator=g)
+    cond = Conditions(torch.randn(b, 7, 32, generator=g), torch.ones(b, 7, dtype=torch.bool),
+                      torch.randn(b, 17, 32, generator=g), first, None, torch.tensor([True, False, False]))
+    steps = torch.tensor([500.0])
+    out = {}
+    for storage in (None, "float8_e4m3fn"):
+        net = WanDenoiser(path=wan_dir, dtype="bfloat16", storage_dtype=storage)
+        model = VideoDiffusion(None, None, FlowMatching(), net=net)
+        add_lora(model.denoiser, lora_settings(rank=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        out[storage] = model(x_t, steps, cond).float()
+        dtypes = {p.dtype for n, p in net.named_parameters() if n.endswith("to_q.base_layer.weight")}
+    assert dtypes == {torch.float8_e4m3fn}
+    out["float8_e4m3fn"].square().mean().backward()
+    lora = [p for n, p in model.named_parameters() if "lora_B" in n]
+    assert lora and all(p.grad is not None and p.dtype == torch.float32 for p in lora)
+    error = (out["float8_e4m3fn"] - out[None]).norm() / out[None].norm()
+    assert error < 0.1, error  # e4m3 keeps ~2 significant digits of each weight

@@ -59,7 +59,7 @@ class WanDenoiser(nn.Module):
                  dtype: str = "float32", p_drop_text: float = 0.1, p_drop_image: float = 0.0,
                  p_drop_both: float = 0.0, gradient_checkpointing: bool = False,
                  architecture: str | None = None, expand_timesteps: bool = False,
-                 subfolder: str = "transformer") -> None:
+                 subfolder: str = "transformer", storage_dtype: str | None = None) -> None:
         super().__init__()
         from diffusers import WanTransformer3DModel
 
@@ -86,6 +86,9 @@ class WanDenoiser(nn.Module):
         else:
             self.transformer = cast_like_diffusers(WanTransformer3DModel(**found), getattr(torch, str(dtype)))
         self.rates = check_dropout_rates((p_drop_text, p_drop_image, p_drop_both))
+        if storage_dtype:  # frozen (LoRA) bases: weights kept in e.g. float8_e4m3fn, each layer upcast to `dtype`
+            self.transformer.enable_layerwise_casting(storage_dtype=getattr(torch, str(storage_dtype)),
+                                                      compute_dtype=getattr(torch, str(dtype)))
         if gradient_checkpointing:
             self.transformer.enable_gradient_checkpointing()
         cfg = self.transformer.config
