@@ -111,12 +111,23 @@ def test_plan_wan_backbone_with_lora_over_a_bf16_base(wan_dir) -> None:
 
     from wantrain.benchmarks.plan_build import diffusion_nets
     from wantrain.benchmarks.plan_trace import fake_safe_conversions
+    from wantrain.nets.lora import add_lora, lora_settings
+    from wantrain.nets.wan import WanDenoiser
 
     cfg = OmegaConf.load(Path(plan.__file__).parents[2] / "conf" / "bench" / "plan.yaml")
     base = ["+experiment=wan_tiny_i2v", f"init_from={wan_dir}", "model.lora.rank=4"]
     cfg.overrides = [*base, "model.net.dtype=bfloat16"]
     rows = plan.run(cfg)
     assert [r["shape"] for r in rows] == ["9x32x32 -> 4x3x4x4 latent"] * 3 and rows[0]["trainable_M"] > 0
+    # issue 28's memory options: sequence parallelism, CPU offload, 8-bit AdamW, float8 storage of the frozen base
+    cfg.update({"sequence_parallel": 2, "cpu_offload": True, "optimizer_bytes": 2})
+    cfg.overrides = [*base, "model.net.dtype=bfloat16", "+model.net.storage_dtype=float8_e4m3fn"]
+    low = plan.run(cfg)
+    assert [r["strategy"] for r in low] == ["ddp", "ddp", "fsdp/8 sp2", "fsdp/8 sp2+offload"]
+    fsdp, sp, offload = rows[2], low[2], low[3]
+    assert sp["act_gib_per_sample"] == pytest.approx(fsdp["act_gib_per_sample"] / 2, abs=2e-3)
+    assert {"weights", "optimizer", "ema"}.isdisjoint(offload["detail"]["static_gib"])
+    assert offload["mem_gib"] <= sp["mem_gib"]
     counts = {}
     for dtype in ("bfloat16", "float32"):
         cfg.overrides = [*base, f"model.net.dtype={dtype}"]
@@ -129,6 +140,27 @@ def test_plan_wan_backbone_with_lora_over_a_bf16_base(wan_dir) -> None:
     saved = counts["float32"]["weight_bytes"] - counts["bfloat16"]["weight_bytes"]
     assert counts["bfloat16"]["trainable"] == counts["float32"]["trainable"] > 0
     assert saved > 1.5 * frozen  # 2 bytes less per frozen weight, but the fp32-kept norms and time embedding (1.9 here)
+    cfg.overrides = [*base, "model.net.dtype=bfloat16", "+model.net.storage_dtype=float8_e4m3fn"]
+    with FakeTensorMode(allow_non_fake_inputs=True), fake_safe_conversions():
+        fp8 = plan.count({"model": diffusion_nets(plan.plan_config(cfg).model)}, plan.plan_config(cfg).model)
+    saved = counts["bfloat16"]["weight_bytes"] - fp8["weight_bytes"]  # 1 byte less per weight diffusers casts
+    net = WanDenoiser(path=wan_dir, dtype="bfloat16", storage_dtype="float8_e4m3fn")  # the real casting
+    add_lora(net, lora_settings(rank=4, target_modules=list(plan.plan_config(cfg).model.lora.target_modules)))
+    assert saved == sum(p.numel() for p in net.parameters() if p.dtype == torch.float8_e4m3fn) > 0.3 * frozen
+
+
+def test_static_memory_of_the_options_at_14b_scale() -> None:
+    """Per-GPU bytes outside the step for a 14B LoRA (153 M trainable, bf16 base): AdamW vs 8-bit AdamW states,
+    FSDP over 8 GPUs, and CPU offload (only the two unsharded units stay; the shards move to the host)."""
+    counts = {"trainable": 153_000_000, "model": 16_500_000_000, "ema": 16_500_000_000, "loss_nets": 0,
+              "largest_unit": 400_000_000, "weight_bytes": 2 * 16_347_000_000 + 4 * 153_000_000}
+    ddp, ddp8 = plan.static_bytes(counts, "ddp", 8), plan.static_bytes(counts, "ddp", 8, optimizer_bytes=2)
+    assert ddp["optimizer"] == 8 * 153e6 and ddp8["optimizer"] == 2 * 153e6
+    fsdp, offload = plan.static_bytes(counts, "fsdp", 8), plan.static_bytes(counts, "offload", 8)
+    assert fsdp["weights"] == counts["weight_bytes"] / 8 and fsdp["fsdp_unsharded"] == offload["fsdp_unsharded"]
+    assert sum(offload.values()) == 2 * 2 * 400e6  # two bf16 units on the GPU
+    host = plan.host_bytes(counts, 8, 8.0)
+    assert host == pytest.approx((2 * counts["weight_bytes"] + 12 * 153e6) / 8)  # weights + EMA + grads + AdamW
 
 
 WAN_MID = ["+experiment=wan_tiny_i2v", "model.net.path=null",

@@ -10,6 +10,7 @@ tracing the real training step on FakeTensors at batch 1 and 2 (plan_trace.py); 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import torch
@@ -103,6 +104,10 @@ def count(nets: dict[str, torch.nn.Module], model: DictConfig) -> dict[str, int]
         units = [m for m in net.modules() if type(m).__name__ in SHARD_UNITS] or [net]
         largest = max(sum(p.numel() for p in m.parameters()) for m in units)
         weights = sum(p.numel() * p.element_size() for p in net.parameters())  # bf16 frozen bases count 2 bytes
+        storage = ((model or {}).get("net") or {}).get("storage_dtype")
+        if storage:  # layerwise casting's .to is a no-op on FakeTensors: count its storage dtype here
+            size = torch.empty(0, dtype=getattr(torch, str(storage))).element_size()
+            weights -= sum(p.numel() * (p.element_size() - size) for p in layerwise_cast_parameters(net))
         return {"trainable": trainable, "model": total, "ema": total, "loss_nets": 0, "largest_unit": largest,
                 "weight_bytes": weights}
     g, d = nets["generator"], nets["discriminator"]
@@ -113,18 +118,47 @@ def count(nets: dict[str, torch.nn.Module], model: DictConfig) -> dict[str, int]
             "loss_nets": loss_nets, "largest_unit": total}
 
 
-def static_bytes(counts: dict[str, int], strategy: str, gpus: int) -> dict[str, float]:
-    """Bytes per GPU outside the step: fp32 weights, AdamW's two fp32 states, the fp32 EMA copy, DDP's gradient
-    buckets (a second copy of the grads: Lightning's DDP does not use gradient_as_bucket_view), or under FSDP
-    (full shard) all of it divided by the GPUs plus two bf16 unsharded units (the one computing and the
-    prefetched one). Gradients are counted in the traced step (they appear during backward)."""
+def layerwise_cast_parameters(net: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The parameters diffusers' `enable_layerwise_casting` stores in the storage dtype: those of Linear / Conv
+    layers of each diffusers model in `net`, except modules its skip patterns name (diffusers' defaults, the model's
+    `_skip_layerwise_casting_patterns` and `_keep_in_fp32_modules`) and LoRA adapters."""
+    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+
+    found = []
+    for model in (m for m in net.modules() if hasattr(m, "_skip_layerwise_casting_patterns")):
+        patterns = (*DEFAULT_SKIP_MODULES_PATTERN, *(model._keep_in_fp32_modules or ()),
+                    *(model._skip_layerwise_casting_patterns or ()), "lora_")
+        for name, module in model.named_modules():
+            if isinstance(module, (torch.nn.Linear, torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)) and not any(
+                    re.search(pattern, name) for pattern in patterns):
+                found.extend(p for p in module.parameters(recurse=False) if not p.requires_grad)
+    return found
+
+
+def static_bytes(counts: dict[str, int], strategy: str, gpus: int, optimizer_bytes: float = 8.0
+                 ) -> dict[str, float]:
+    """Bytes per GPU outside the step: the weights as stored, the optimizer's states (AdamW: two fp32 moments, 8 bytes
+    per trainable parameter; 8-bit AdamW: 2), the EMA copy, DDP's gradient buckets (a second copy of the grads:
+    Lightning's DDP does not use gradient_as_bucket_view), or under FSDP (full shard) all of it divided by the GPUs
+    plus two bf16 unsharded units (the one computing and the prefetched one); with CPU offload only those two units
+    stay on the GPU. Gradients are counted in the traced step (they appear during backward)."""
     t, m, e, loss_nets = counts["trainable"], counts["model"], counts["ema"], counts["loss_nets"]
-    weights = counts.get("weight_bytes", 4 * m)  # fp32, except frozen weights kept in bf16 (model.net.dtype)
+    weights = counts.get("weight_bytes", 4 * m)  # fp32, except frozen weights kept in bf16/fp8 (model.net.dtype)
     ema = weights * e / max(1, m)  # the EMA copy holds the same tensors in the same dtypes
     if strategy == "ddp":
-        return {"weights": weights, "optimizer": 8 * t, "ema": ema, "ddp_buckets": 4 * t, "loss_nets": 4 * loss_nets}
-    return {"weights": weights / gpus, "optimizer": 8 * t / gpus, "ema": ema / gpus,
-            "fsdp_unsharded": 2 * 2 * counts["largest_unit"], "loss_nets": 4 * loss_nets}
+        return {"weights": weights, "optimizer": optimizer_bytes * t, "ema": ema, "ddp_buckets": 4 * t,
+                "loss_nets": 4 * loss_nets}
+    sharded = {"weights": weights / gpus, "optimizer": optimizer_bytes * t / gpus, "ema": ema / gpus}
+    if strategy == "offload":  # on the host instead: see host_bytes
+        sharded = {}
+    return {**sharded, "fsdp_unsharded": 2 * 2 * counts["largest_unit"], "loss_nets": 4 * loss_nets}
+
+
+def host_bytes(counts: dict[str, int], gpus: int, optimizer_bytes: float) -> float:
+    """Host memory per GPU under CPU offload: its shard of weights, fp32 gradients, optimizer states and EMA."""
+    weights = counts.get("weight_bytes", 4 * counts["model"])
+    ema = weights * counts["ema"] / max(1, counts["model"])
+    return (weights + ema + (4 + optimizer_bytes) * counts["trainable"]) / gpus
 
 
 def fit_line(one: StepTrace, two: StepTrace) -> tuple[float, float]:
@@ -161,6 +195,10 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         raise WantrainError(f"bench.gpu={cfg.gpu} has no known bf16 peak; set bench.peak_tflops=TFLOPS "
                             f"(known: {', '.join(BF16_PEAK_TFLOPS)})")
     upsampler = is_upsampler(model)
+    optimizer_bytes = float(cfg.get("optimizer_bytes", 8.0))
+    sequence = int(cfg.get("sequence_parallel", 1))
+    if sequence > 1 and (upsampler or not model.get("net")):
+        raise WantrainError("bench.sequence_parallel splits a DiT backbone's tokens (model.net); this model has none")
     if not upsampler:
         build_missing_backbone(model)  # the tiny Wan experiment's folder, as `fit` builds it (not under FakeTensors)
     with FakeTensorMode(allow_non_fake_inputs=True), fake_safe_conversions():
@@ -186,18 +224,21 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
         train_flops = one.train_flops  # model FLOPs (no recompute) per sample at batch 1
         guidance = 1 if upsampler else _branches(model)
         sample_flops = one.forward_flops * guidance
-        for strategy in ("ddp", "fsdp"):
+        for strategy in ("ddp", "fsdp", *(("offload",) if cfg.cpu_offload else ())):
             for ckpt in (False, True):
-                if strategy == "fsdp" and (upsampler or not ckpt):
+                if strategy != "ddp" and (upsampler or not ckpt):
                     continue  # fsdp.yaml checkpoints every UNetBlock; a ~5M-parameter GAN stage trains under DDP
                 fixed_step, per_sample = fit_line(*traces[ckpt])
                 grads = 4 * counts["trainable"]
-                if strategy == "fsdp":  # the traced step holds full grads; FSDP keeps a shard of them
-                    fixed_step -= grads * (1 - 1 / gpus)
-                static = static_bytes(counts, strategy, gpus)
+                if strategy != "ddp":  # the traced step holds full grads; FSDP keeps a shard (offload: none)
+                    fixed_step -= grads * (1 - (1 / gpus if strategy == "fsdp" else 0))
+                    per_sample /= sequence  # the blocks' tokens (their activations) split over the group
+                static = static_bytes(counts, strategy, gpus, optimizer_bytes)
                 fixed = sum(static.values()) + enc_bytes + fixed_step
+                name = strategy if strategy == "ddp" else f"fsdp/{gpus}" + (f" sp{sequence}" if sequence > 1 else "") \
+                    + ("+offload" if strategy == "offload" else "")
                 rows.append({
-                    "shape": shape_name, "strategy": strategy if strategy == "ddp" else f"fsdp/{gpus}",
+                    "shape": shape_name, "strategy": name,
                     "ckpt": ckpt, "batch": batch,
                     "trainable_M": round(counts["trainable"] / 1e6, 2),
                     "frozen_M": round((counts["model"] - counts["trainable"] + enc_params + counts["loss_nets"]) / 1e6,
@@ -212,6 +253,8 @@ def run(cfg: DictConfig) -> list[dict[str, Any]]:
                        for gb in cfg.capacities_gb},
                     f"samples_s_{cfg.gpu}": round(float(cfg.mfu) * peak_tflops * 1e12 / train_flops, 2),
                     "detail": {"static_gib": {k: round(v / GIB, 2) for k, v in static.items()},
+                               "host_gib": round(host_bytes(counts, gpus, optimizer_bytes) / GIB, 2)
+                               if strategy == "offload" else 0.0,
                                "frozen_encoders_gib": round(enc_bytes / GIB, 2),
                                "step_fixed_gib": round(fixed_step / GIB, 3), "notes": notes},
                 })

@@ -89,6 +89,13 @@ class PlanBench:
                             ge=0, lt=1)
     image_tokens: int = option(256, "image-encoder tokens per clip (DiT-XL/2 at 256 px: (256/16)^2)", ge=0)
     latent: LatentFactors = option(doc="the VAE's factors in latent space", factory=LatentFactors)
+    sequence_parallel: int = option(1, "ranks per sequence-parallel group of the DiT (trainer=fsdp2 "
+                                       "sequence_parallel x ring_degree): the fsdp rows' activations per GPU / this",
+                                    ge=1)
+    cpu_offload: bool = option(False, "add fsdp+offload rows (FSDP2 CPUOffloadPolicy: weights, gradients, optimizer "
+                                      "states and the EMA on the CPU; the GPU holds the units it computes)")
+    optimizer_bytes: float = option(8.0, "optimizer state bytes per trainable parameter: 8 = AdamW (two fp32 "
+                                         "moments), 2 = 8-bit AdamW (wantrain.training.optimizers.adamw_8bit)", gt=0)
 
 
 @dataclass
