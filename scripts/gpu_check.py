@@ -5,8 +5,9 @@ parts that need CUDA are reported as skipped): tests/test_gpu_check.py runs it t
 Parts: synthetic shards; `bench plan` for the fit below; plan vs measured peak memory of the i2v_64 step; a
 bf16-mixed fit of i2v_64 at full width (tiny random encoders: no weights on a fresh GPU box); `bench unet` at
 i2v_64 width with and without torch.compile; `bench step` (Lightning vs bare); an FSDP bf16 fit on the GPUs
-present; an upsampler stage (sr_stage1 width) fit + a bf16 `sample` through base -> stage with tiling; a
-`sr_stage4` step at its full size.
+present; the Wan DiT under trainer=fsdp2 (FSDP2 + checkpointing + compile, world size 1, memory vs plan, MFU); an
+upsampler stage (sr_stage1 width) fit + a bf16 `sample` through base -> stage with tiling; a `sr_stage4` step at
+its full size.
 """
 
 from __future__ import annotations
@@ -181,6 +182,41 @@ def main() -> int:
         parts["fit_fsdp"]["gpu_mem_gb"] = csv_max(fsdp_dir, "perf/gpu_mem_gb")
     else:
         parts["fit_fsdp"] = {"skipped": "needs CUDA (NCCL, bf16 FSDP)"}
+
+    # the Wan DiT (4 blocks of width 512, 17x256x256 clips -> 5x32x32 latents: 1280 tokens) under trainer=fsdp2 at
+    # world size 1 over NCCL: FSDP2 units, per-block checkpointing and torch.compile, peak memory against bench plan,
+    # MFU from perf/mfu; sequence parallelism beyond one GPU is CPU-verified (tests/parallel, tests/training/
+    # test_fsdp2_strategy.py), which the report says
+    if mode == "gpu" or os.environ.get("WANTRAIN_GPU_CHECK_DIT_ON_CPU"):  # the latter: trying this part on a CPU
+        wan = data_dir / "encoders" / "tiny-wan-i2v"  # the tiny umT5 / CLIP / VAE; the transformer is built wider
+        launch("tiny_wan", [sys.executable, "-c", f"from wantrain.encoders.tiny_wan import build_tiny_wan; "
+                                                  f"build_tiny_wan({str(wan)!r})"], 120, logs)
+        dit = ["+experiment=wan_tiny_i2v", *common, "init_from=null", "model.net.path=null",
+               f"model.text_encoder.path={wan}", f"model.image_encoder.path={wan}", f"model.vae.path={wan}/vae",
+               "+model.net.config={patch_size:[1,2,2],num_attention_heads:4,attention_head_dim:128,in_channels:12,"
+               "out_channels:4,text_dim:32,freq_dim:256,ffn_dim:2048,num_layers:4,cross_attn_norm:true,"
+               "qk_norm:rms_norm_across_heads,eps:1e-6,image_dim:32,added_kv_proj_dim:512,rope_max_seq_len:1024}",
+               "data.num_frames=17", "data.resolution=256", "data.batch_size=2", "data.num_workers=2",
+               f"data.train_shards={shards}/train-00000.tar", f"data.val_shards={shards}/val-00000.tar",
+               "trainer.limit_val_batches=0", "model.sampling.every_n_steps=0", "logger=csv",
+               "trainer.log_every_n_steps=1"]
+        dit_plan = launch("dit_fsdp2_plan", [*PY, "bench", "plan", *[o for o in dit if not o.startswith(
+            ("paths.", "data.train_shards", "data.val_shards"))], "bench.gpus=1", f"out_dir={out}",
+            "run_name=dit"], 300, logs)
+        dit_dir = runs / "fit-dit-fsdp2"
+        on_cpu = ["trainer.accelerator=cpu", "trainer.strategy.param_dtype=float32", "trainer.strategy.compile=false",
+                  "data.num_frames=5", "data.resolution=32"] if mode == "cpu" else []
+        parts["fit_dit_fsdp2"] = launch("fit_dit_fsdp2", [*PY, "fit", *dit, "trainer=fsdp2", "trainer.devices=1",
+                                                          "trainer.strategy.compile=true", "trainer.max_steps=8",
+                                                          f"run_dir={dit_dir}", *on_cpu], 420, logs)
+        planned = next((r for r in bench_rows(out, "plan", "dit") if r["strategy"].startswith("fsdp")), None)
+        parts["fit_dit_fsdp2"].update(gpu_mem_gb=csv_max(dit_dir, "perf/gpu_mem_gb"),
+                                      mfu=csv_max(dit_dir, "perf/mfu"), plan_rc=dit_plan.get("rc"),
+                                      plan_mem_gib=planned["mem_gib"] if planned else None,
+                                      sequence_parallel="CPU-verified only (one GPU here)")
+    else:
+        parts["fit_dit_fsdp2"] = {"skipped": "needs CUDA (NCCL, compile); the CPU checks are tests/parallel/"
+                                             "test_equality.py and tests/training/test_fsdp2_strategy.py"}
 
     sr_dir = runs / "fit-sr1"
     sr_data = [o for o in data if not o.startswith(("data.resolution", "data.batch_size", "data.fps"))]

@@ -28,8 +28,9 @@ def test_gpu_check_runs_every_part_on_cpu(tmp_path: Path) -> None:
     parts = report["parts"]
     assert report["mode"] == "cpu" and report["failed"] == []
     assert set(parts) == {"shards", "plan", "plan_vs_measured", "fit_i2v_64", "bench_unet", "bench_unet_compile",
-                          "bench_step", "fit_fsdp", "fit_sr_stage1", "sample_cascade", "fit_sr_stage4"}
+                          "bench_step", "fit_fsdp", "fit_dit_fsdp2", "fit_sr_stage1", "sample_cascade", "fit_sr_stage4"}
     assert "CUDA" in parts["fit_fsdp"]["skipped"] and "CUDA" in parts["bench_unet_compile"]["skipped"]
+    assert "test_fsdp2_strategy" in parts["fit_dit_fsdp2"]["skipped"]
     assert "test_plan" in parts["plan"]["skipped"] and "test_plan" in parts["plan_vs_measured"]["skipped"]
     assert "test_bench" in parts["bench_unet"]["skipped"] and "test_bench_step" in parts["bench_step"]["skipped"]
     assert parts["fit_i2v_64"]["samples_per_s"] > 0  # read back from the CSV logger (perf/*)
@@ -45,3 +46,6 @@ def test_gpu_check_on_gpu(tmp_path: Path) -> None:
     assert report["parts"]["plan"]["rc"] == 0 and report["parts"]["fit_i2v_64"]["plan_mem_gib"] > 0
     assert 0.8 < report["parts"]["plan_vs_measured"]["ratio"] < 1.25  # real vs traced peak of the i2v_64 step
     assert report["parts"]["bench_unet"]["rows"][0]["gflop_fwd_bwd"] > 0 and report["parts"]["bench_step"]["rows"]
+    dit = report["parts"]["fit_dit_fsdp2"]
+    assert dit["rc"] == 0 and dit["plan_rc"] == 0 and dit["mfu"] > 0
+    assert 0.5 < dit["gpu_mem_gb"] / (dit["plan_mem_gib"] * 2**30 / 1e9) < 1.5  # measured peak vs planned
