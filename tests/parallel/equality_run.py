@@ -14,7 +14,7 @@ from diffusers.models.transformers.transformer_wan import WanTransformerBlock
 
 from wantrain.nets.unet import SpatioTemporalUNet, UNetBlock
 from wantrain.parallel.context_parallel import enable_sequence_parallel
-from wantrain.parallel.fsdp2 import blocks_of, checkpoint_blocks, shard
+from wantrain.parallel.fsdp2 import blocks_of, checkpoint_blocks, compile_blocks, shard
 from wantrain.parallel.mesh import build_mesh, data_parallel_rank, shard_mesh
 
 BATCH, CLIP = 4, (3, 8, 8)  # latents (B, 4, T, H, W); the DiT sees 3x4x4 = 48 tokens
@@ -58,7 +58,7 @@ def full(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
 
 
-def compare(kind: str, ulysses: int) -> dict[str, float]:
+def compare(kind: str, ulysses: int, offload: bool = False, compile_backend: str | None = None) -> dict[str, float]:
     reference = step(kind, build(kind)[0], *batch())
     net, block = build(kind)
     mesh = build_mesh("cpu", dist.get_world_size(), ulysses=ulysses)
@@ -67,7 +67,9 @@ def compare(kind: str, ulysses: int) -> dict[str, float]:
         enable_sequence_parallel(net, mesh)
     blocks = blocks_of(net, [block])
     checkpoint_blocks(blocks)
-    shard(net, blocks, shard_mesh(mesh), None, None, gradient_divide_factor=dp)
+    if compile_backend:
+        compile_blocks(blocks, compile_backend)
+    shard(net, blocks, shard_mesh(mesh), None, None, cpu_offload=offload, gradient_divide_factor=dp)
     n = BATCH // dp
     loss, norm, grads, weights = step(kind, net, *(v[rank * n:(rank + 1) * n] for v in batch()))
     dist.all_reduce(loss)
@@ -82,7 +84,13 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     dist.init_process_group("gloo")
     report = {"wan_fsdp2_dp2": compare("wan", 1), "wan_sequence_parallel_2": compare("wan", 2),
-              "unet_fsdp2_dp2": compare("unet", 1)}
+              "unet_fsdp2_dp2": compare("unet", 1),
+              # the other per-block options on the same path: CPU offload, torch.compile (dynamo, eager backend)
+              "wan_fsdp2_offload_compiled": compare("wan", 1, offload=True, compile_backend="eager")}
+    try:  # ring attention on torch SDPA: refused before any step
+        enable_sequence_parallel(build("wan")[0], build_mesh("cpu", dist.get_world_size(), ring=2))
+    except ValueError as err:
+        report["ring_on_sdpa"] = str(err)
     if dist.get_rank() == 0:
         with open(sys.argv[1], "w") as f:
             json.dump(report, f, indent=1)

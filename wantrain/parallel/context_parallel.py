@@ -16,10 +16,13 @@ def sequence_parallel_models(module: nn.Module) -> list[nn.Module]:
     return [m for m in module.modules() if getattr(m, "_cp_plan", None) and hasattr(m, "enable_parallelism")]
 
 
-def enable_sequence_parallel(module: nn.Module, mesh: DeviceMesh) -> int:
-    """Turn on diffusers' context parallelism over `mesh`'s ring x ulysses dimensions in every DiT inside `module`;
-    returns how many. Raises ValueError when there is none or the heads do not divide by the Ulysses degree."""
+def enable_sequence_parallel(module: nn.Module, mesh: DeviceMesh, attention_backend: str | None = None) -> int:
+    """Turn on diffusers' context parallelism over `mesh`'s ring x ulysses dimensions in every DiT inside `module`
+    (`attention_backend`: diffusers' name, e.g. flash; None keeps the active one, torch SDPA by default); returns how
+    many. Raises ValueError when there is none, the heads do not divide by the Ulysses degree, or ring attention is
+    asked of a backend that does not return the log-sum-exp it merges blocks with (torch SDPA)."""
     from diffusers.models._modeling_parallel import ContextParallelConfig, ParallelConfig
+    from diffusers.models.attention_dispatch import _AttentionBackendRegistry
 
     models = sequence_parallel_models(module)
     if not models:
@@ -27,6 +30,14 @@ def enable_sequence_parallel(module: nn.Module, mesh: DeviceMesh) -> int:
                          f"Wan transformer); {type(module).__name__} has none: set sequence_parallel=1")
     group = mesh["ring", "ulysses"]
     ring, ulysses = mesh["ring"].size(), mesh["ulysses"].size()
+    if attention_backend:
+        for model in models:
+            model.set_attention_backend(attention_backend)
+    backend = attention_backend or _AttentionBackendRegistry.get_active_backend()[0].value
+    if ring > 1 and backend == "native":
+        raise ValueError("ring attention merges blocks by their log-sum-exp, which torch SDPA (diffusers' native "
+                         "backend) does not return; use Ulysses (sequence_parallel) or an attention_backend such as "
+                         "flash")
     for model in models:
         heads = int(model.config.num_attention_heads)
         if heads % ulysses:

@@ -25,12 +25,15 @@ class FSDP2Strategy(ModelParallelStrategy):
     `blocks`: module classes that become one FSDP unit each (and are checkpointed / compiled); `sequence_parallel`:
     Ulysses degree, `ring_degree`: ring degree (their product is one sequence group, which reads one batch);
     `param_dtype` / `reduce_dtype`: FSDP2's mixed precision (compute, gradient reduction); `cpu_offload`: parameters,
-    gradients and optimizer states live on the CPU (FSDP2 CPUOffloadPolicy; the optimizer steps there)."""
+    gradients and optimizer states live on the CPU (FSDP2 CPUOffloadPolicy; the optimizer steps there);
+    `attention_backend`: diffusers' attention backend of the sequence-parallel DiT (ring attention needs one that
+    returns the log-sum-exp, e.g. flash)."""
 
     def __init__(self, blocks: list[str], sequence_parallel: int = 1, ring_degree: int = 1,
                  param_dtype: str | None = "bfloat16", reduce_dtype: str | None = "float32",
                  activation_checkpointing: bool = True, compile: bool = False, compile_backend: str = "inductor",
-                 cpu_offload: bool = False, reshard_after_forward: bool = True, **kwargs: Any) -> None:
+                 cpu_offload: bool = False, reshard_after_forward: bool = True, attention_backend: str | None = None,
+                 **kwargs: Any) -> None:
         kwargs.setdefault("save_distributed_checkpoint", False)
         super().__init__(**kwargs)
         # diffusers' Wan returns its unpatchified output as a view; nothing here modifies it in place
@@ -42,6 +45,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         self.activation_checkpointing, self.compile, self.compile_backend = activation_checkpointing, compile, \
             compile_backend
         self.cpu_offload, self.reshard_after_forward = cpu_offload, reshard_after_forward
+        self.attention_backend = attention_backend
         self.mesh: DeviceMesh | None = None
 
     def setup_environment(self) -> None:
@@ -73,7 +77,7 @@ class FSDP2Strategy(ModelParallelStrategy):
         for net in networks():
             if sequence_degree(self.mesh) > 1:
                 try:
-                    enable_sequence_parallel(net, self.mesh)
+                    enable_sequence_parallel(net, self.mesh, self.attention_backend)
                 except ValueError as err:
                     raise WantrainError(f"trainer.strategy: {err}") from None
             blocks = blocks_of(net, self.block_classes)
