@@ -59,6 +59,7 @@ def check_skips_and_last_good_checkpoint(cfg, snapshots, trainer, prefix: str) -
     assert all(torch.isfinite(v).all() for v in last["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow  # a fit of the diffusion stage until it stops (10-15 s)
 def test_diffusion_stage_skips_nan_steps_then_stops(compose, data_dir, tmp_path):
     cfg = compose(f"paths.data_dir={data_dir}", *COMMON, "trainer.max_steps=20", root=tmp_path)
     model = instantiate(cfg.model)
