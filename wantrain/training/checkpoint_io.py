@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import os
 import pickle
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,16 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_temp_files(folder: Path) -> list[Path]:
-    """Delete `*.tmp-PID` files left in `folder` by writers that died (kill -9, node failure); returns them."""
+    """Delete `*.tmp-PID` files (and sharded checkpoint folders) left in `folder` by writers that died (kill -9,
+    node failure); returns them."""
     removed = []
     for tmp in folder.glob(f"*{TMP_MARK}*"):
         pid = tmp.name.rsplit(TMP_MARK, 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
-            tmp.unlink(missing_ok=True)
+            if tmp.is_dir():  # a sharded (torch distributed) checkpoint folder
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
 

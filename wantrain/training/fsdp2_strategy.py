@@ -3,7 +3,10 @@ FSDP2 per block over all ranks, sequence parallelism for the DiT, per-block chec
 
 from __future__ import annotations
 
+import os
+import shutil
 import warnings
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -15,6 +18,7 @@ from wantrain.errors import WantrainError
 from wantrain.parallel.context_parallel import enable_sequence_parallel
 from wantrain.parallel.fsdp2 import blocks_of, checkpoint_blocks, compile_blocks, shard
 from wantrain.parallel.mesh import build_mesh, data_parallel_rank, sequence_degree, shard_mesh
+from wantrain.training.checkpoint_io import TMP_MARK
 from wantrain.training.sharding import module_classes
 
 
@@ -36,6 +40,7 @@ class FSDP2Strategy(ModelParallelStrategy):
                  **kwargs: Any) -> None:
         kwargs.setdefault("save_distributed_checkpoint", False)
         super().__init__(**kwargs)
+        self.sharded_checkpoints = bool(kwargs["save_distributed_checkpoint"])
         # diffusers' Wan returns its unpatchified output as a view; nothing here modifies it in place
         warnings.filterwarnings("ignore", message=r"FSDP2-wrapped module .* returned a view tensor")
         self.block_classes = module_classes(blocks)
@@ -47,6 +52,22 @@ class FSDP2Strategy(ModelParallelStrategy):
         self.cpu_offload, self.reshard_after_forward = cpu_offload, reshard_after_forward
         self.attention_backend = attention_backend
         self.mesh: DeviceMesh | None = None
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], filepath: str | os.PathLike,
+                        storage_options: Any = None) -> None:
+        """Sharded checkpoints (torch distributed checkpoint folders) are written as `NAME.tmp-PID` and renamed when
+        every rank has written its shard, as single-file checkpoints are (AtomicCheckpointIO): a kill mid-save never
+        leaves a partial `NAME.ckpt` that ckpt_path=auto would pick."""
+        if not self.sharded_checkpoints:
+            return super().save_checkpoint(checkpoint, filepath, storage_options)
+        path = Path(self.broadcast(str(filepath)))
+        tmp = path.with_name(f"{path.name}{TMP_MARK}{self.broadcast(os.getpid())}")
+        super().save_checkpoint(checkpoint, tmp, storage_options)
+        self.barrier()
+        if self.global_rank == 0:
+            replace_folder(tmp, path)
+        self.barrier()
+        return None
 
     def setup_environment(self) -> None:
         """Lightning's process group, then wantrain's (data_parallel, ring, ulysses) mesh."""
@@ -91,6 +112,18 @@ class FSDP2Strategy(ModelParallelStrategy):
                 compile_blocks(blocks, self.compile_backend)
             shard(net, blocks, shard_mesh(self.mesh), self.param_dtype, self.reduce_dtype, self.cpu_offload,
                   self.reshard_after_forward, gradient_divide_factor=dp_size)
+
+
+def replace_folder(new: Path, path: Path) -> None:
+    """Put the finished folder `new` at `path`, replacing what is there (a folder or a file)."""
+    old = path.with_name(f"{path.name}.old{TMP_MARK}{os.getpid()}")
+    if path.exists():
+        path.rename(old)
+    new.rename(path)
+    if old.is_dir():
+        shutil.rmtree(old)
+    elif old.exists():
+        old.unlink()
 
 
 def data_rank(trainer: pl.Trainer) -> tuple[int, int]:
