@@ -13,7 +13,7 @@ TINY = {
     "unet": ["bench.device=cpu", "bench.batch_size=1", "bench.num_frames=3", "bench.height=16", "bench.width=16",
              "bench.iters=1", "bench.compare_diffusers=false"],
     "upsampler": ["bench.device=cpu", "bench.size=16", "bench.tiled_size=32", "bench.tile=16", "bench.overlap=4",
-                  "bench.repeats=1"],
+                  "bench.repeats=1", "bench.pair_stages=[sr_tiny]"],
 }
 
 
@@ -27,3 +27,6 @@ def test_bench_prints_a_table_and_writes_json(wantrain_cli, tmp_path, name):
     report = json.loads(path.read_text())
     assert report["benchmark"] == name and report["rows"]
     assert all(isinstance(row, dict) and row for row in report["rows"])
+    if name == "upsampler":  # the data path: sr_tiny's pairs on the host against its planned GPU step
+        (pairs,) = [row for row in report["rows"] if row["part"].startswith("pairs sr_tiny")]
+        assert pairs["host_s_per_batch"] > 0 and pairs["gpu_step_s_H100"] > 0 and pairs["workers_to_hide"] >= 1

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
@@ -46,6 +47,16 @@ def fit(cfg, ckpt_path: str | None = None, callbacks: list | None = None, **trai
     return model, trainer
 
 
+class BatchShapes(pl.Callback):
+    """The (LR, HR) shapes of the training batches as the loader delivered them."""
+
+    def __init__(self) -> None:
+        self.shapes: list[tuple[tuple[int, ...], tuple[int, ...]]] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.shapes.append((tuple(batch["lr"].shape), tuple(batch["video"].shape)))
+
+
 @pytest.mark.parametrize("name", SR_EXPERIMENTS)
 def test_one_batch_fits_for_every_sr_experiment(compose, name, data_dir, torch_home, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
@@ -55,8 +66,11 @@ def test_one_batch_fits_for_every_sr_experiment(compose, name, data_dir, torch_h
         assert cfg.model.content_loss.allow_random_weights is False
         assert cfg.model.stage == int(name[-1])  # +experiment=sr_stageN is stage N
         assert cfg.model.base_size * 2 ** (cfg.model.stage - 1) == 16
-    model, trainer = fit(cfg)
+    seen = BatchShapes()
+    model, trainer = fit(cfg, callbacks=[seen])
     assert trainer.global_step == 1 and model.batches == 1  # one batch == one counted step
+    (lr, hr), = seen.shapes  # the pair came made by the loader (degradations off the training step)
+    assert lr[-2:] == (hr[-2] // 2, hr[-1] // 2) and hr[-1] == (cfg.model.crop_size or cfg.data.resolution)
     assert model.d_steps == 1  # warm-up 0: the GAN phase ran, D took its (uncounted) step
     metrics = trainer.callback_metrics
     for key in ("val/psnr", "val/psnr_bicubic", "val/ssim_y", "val/ssim_y_bicubic", "val/tdiff", "train/loss_d"):

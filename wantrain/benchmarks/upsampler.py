@@ -1,4 +1,5 @@
-"""Benchmark the upsampler: stage and discriminator fwd+bwd per clip, tiled vs untiled inference."""
+"""Benchmark the upsampler: stage and discriminator fwd+bwd per clip, tiled vs untiled inference, and the data
+path: each stage's training pairs on the host against its planned GPU step (benchmarks/pairs.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from wantrain.benchmarks.pairs import pair_rows
 from wantrain.benchmarks.timing import seconds_per_call
 from wantrain.losses.adversarial import discriminator_loss, generator_loss
 from wantrain.nets.discriminator import build_discriminator
@@ -107,4 +109,8 @@ def run(cfg: Any) -> list[dict]:
             row["peak_mem_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
         rows.append(row)
     rows[-1]["max_diff"] = float((outputs["tiled"].float() - outputs["untiled"].float()).abs().max())
+    stages = list(_get(cfg, "pair_stages", []) or [])
+    if stages:
+        rows += pair_rows(stages, list(_get(cfg, "pair_overrides", []) or []), str(_get(cfg, "pair_gpu", "H100")),
+                          float(_get(cfg, "pair_mfu", 0.35)), int(_get(cfg, "repeats", 3)), int(_get(cfg, "seed", 0)))
     return rows

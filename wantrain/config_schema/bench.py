@@ -235,6 +235,13 @@ class UpsamplerBench:
     chunk_overlap: int = option(2, "frames shared by neighbouring chunks", ge=0)
     seed: int = option(0, "seed of the model and the inputs")
     threads: int | None = option(1, "torch CPU threads (null: torch default); 1 avoids OpenMP spin-waits", ge=1)
+    pair_stages: list[str] = option(doc="experiments whose training pairs (crop + degradations) are timed on the "
+                                        "host against their planned GPU step ([] : none)",
+                                    factory=lambda: ["sr_stage1", "sr_stage2", "sr_stage3", "sr_stage4"])
+    pair_overrides: list[str] = option(doc="training overrides for those experiments (e.g. data.batch_size=4)",
+                                       factory=list)
+    pair_gpu: str = option("H100", "named GPU of the planned step (bench plan's bench.gpu)")
+    pair_mfu: float = option(0.35, "MFU of the planned step (bench plan's bench.mfu)", gt=0, le=1)
 
 
 # nodes a benchmark resolves itself, against its own root (bench quality: the models' ${model.*} interpolations)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
@@ -85,6 +85,7 @@ class VideoShardDataset(IterableDataset):
         image_shards: Sequence[str] = (),
         image_decoder: ImageDecoder | None = None,
         image_ratio: float = 0.0,
+        batch_transform: Callable[[dict, torch.Generator], dict] | None = None,
     ) -> None:
         super().__init__()
         if not shards:
@@ -101,6 +102,9 @@ class VideoShardDataset(IterableDataset):
         self.buckets = tuple(buckets)
         self.image_shards, self.image_decoder = list(image_shards), image_decoder
         self.image_ratio = float(image_ratio) if self.image_shards else 0.0
+        # training: (batch, generator) -> batch, run in the worker (an upsampler's LR/HR pairs); the generator is
+        # seeded from the batch's place in the stream, so it is the same after a resume
+        self.batch_transform = batch_transform if train else None
         self.epoch = 0  # set by ShardLoader before each pass (seen by non-persistent workers)
         self._worker_passes = 0  # passes made by a persistent worker's copy
         self.report_position = False  # ShardLoader: tag batches with (worker, epoch, position after the batch)
@@ -191,6 +195,9 @@ class VideoShardDataset(IterableDataset):
             batch["bucket"] = name
             batch["fps"] = torch.tensor([float(s["fps"]) for s in samples])
             batch["motion"] = torch.tensor([float(s["motion"]) for s in samples])
+            if self.batch_transform is not None:
+                seed = make_seed(self.seed, rank, worker, epoch, batches, 5)
+                batch = self.batch_transform(batch, torch.Generator().manual_seed(seed))
             if self.report_position:
                 batch[POSITION_KEY] = (worker, epoch, {"batches": batches, **{k: st.state for k, st in
                                                                               streams.items()}})

@@ -38,6 +38,11 @@ class DegradeConfig:
     real: RealDegradeConfig | dict | None = option(None, "the Real-ESRGAN second-order pipeline instead of "
                                                          "blur + downsample (null: off)")
 
+    @classmethod
+    def from_dict(cls, values: dict | None) -> DegradeConfig:
+        """From a (Hydra) mapping of `model.degrade`: lists become tuples."""
+        return cls(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(values or {}).items()})
+
     def __post_init__(self) -> None:
         if isinstance(self.real, dict) or (self.real is not None and not isinstance(self.real, RealDegradeConfig)):
             self.real = RealDegradeConfig.from_dict(dict(self.real))

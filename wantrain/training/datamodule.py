@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 
 from wantrain.data.buckets import Bucket, describe, make_buckets
 from wantrain.data.dataset import ShardLoader, VideoShardDataset
@@ -88,6 +89,9 @@ class VideoShardDataModule(pl.LightningDataModule):
         self.filters = MetadataFilter(filters)
         self.motion_key = motion_key
         self.image_shards, self.image_ratio = image_shards, float(image_ratio)
+        # (batch, generator) -> batch in the training loader's workers: set by a module that makes its inputs there
+        # (the upsampler's LR/HR pairs, UpsamplerModule.setup)
+        self.train_transform: Callable[[dict, torch.Generator], dict] | None = None
         if image_shards is not None and not 0.0 < self.image_ratio <= 1.0:
             raise WantrainError(f"data.image_shards is set but data.image_ratio={image_ratio}: give the share of steps "
                                 "that are image batches, e.g. data.image_ratio=0.25")
@@ -211,7 +215,7 @@ class VideoShardDataModule(pl.LightningDataModule):
             self._urls(spec, name), decoder, batch_size, train=train,
             resampled=self.resampled, seed=self.seed, rank=rank, world_size=world, shuffle_buffer=self.shuffle_buffer,
             buckets=self.buckets if train else (), image_shards=image_urls, image_decoder=images,
-            image_ratio=self.image_ratio,
+            image_ratio=self.image_ratio, batch_transform=self.train_transform if train else None,
         )
         batches = None
         if train and self.resampled:  # mean batch size over buckets: samples_per_epoch counts about right

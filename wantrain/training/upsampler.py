@@ -9,7 +9,6 @@ goes through the LightningOptimizer; discriminator steps go through the same str
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 
-from wantrain.degradations.ops import random_crop, usm_sharpen
-from wantrain.degradations.pipeline import DegradeConfig, degrade
+from wantrain.degradations.pairs import PairTransform, make_pair
+from wantrain.degradations.pipeline import DegradeConfig
 from wantrain.errors import WantrainError
 from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
 from wantrain.inference.cascade import upsample
@@ -93,8 +92,7 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         self.automatic_optimization = False
         self.generator, self.discriminator, self.content_loss = generator, discriminator, content_loss
         self.optimizer_g_factory, self.optimizer_d_factory = optimizer_g, optimizer_d
-        self.degrade_cfg = DegradeConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                                            for k, v in dict(degrade or {}).items()})
+        self.degrade_cfg = DegradeConfig.from_dict(degrade)
         if self.degrade_cfg.scale != 2:
             raise WantrainError(f"model.degrade.scale={self.degrade_cfg.scale}: every cascade stage is ×2, set it to 2")
         self.gan = GANSchedule.from_config(gan)  # OptionError (one line) on a bad model.gan
@@ -125,7 +123,10 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
     def setup(self, stage: str) -> None:
         """The preflight's checks, unless `prepare_run` already ran them for this data module and Trainer."""
         trainer = attached_trainer(self)
-        self.preflight_unless_done(trainer.datamodule if trainer is not None else None, trainer)
+        datamodule = trainer.datamodule if trainer is not None else None
+        self.preflight_unless_done(datamodule, trainer)
+        if stage == "fit" and hasattr(datamodule, "train_transform"):  # degradations in the loader's workers
+            datamodule.train_transform = self.pair_transform()
 
     def check_run(self, datamodule: Any, trainer: pl.Trainer | None) -> None:
         """One-line errors: data.resolution is this stage's HR size; DDP without unused-parameter detection (G and
@@ -174,31 +175,24 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
 
     def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """HR clip (B, 3, T, H, W) -> (LR (B, 3, T, H/2, W/2), noise level (B,), HR after cropping, the content
-        loss's target).
-
-        With `model.usm` the target is the unsharp-masked HR (Real-ESRGAN l1_gt_usm / percep_gt_usm; the
-        discriminator and the metrics keep the plain HR, gan_gt_usm: false), and in training the LR is degraded from
-        it too (`degrade_sharpened`, default true), as Real-ESRGAN's `feed_data` blurs `gt_usm` and RealBasicVSR
-        copies its sharpened GT to the LQ before degrading. Validation degrades the plain HR (a real input)."""
+        """HR clip (B, 3, T, H, W) -> (LR, noise level (B,), HR after cropping, the content loss's target): the
+        stage's `degradations.pairs.make_pair` (validation degrades the plain HR, a real input). Training pairs are
+        made by the DataLoader workers (`pair_transform`) when the data module takes it."""
         h, w = video.shape[-2:]
+        self.check_clip_size(h, w)
+        crop = self.hparams.crop_size if train else self.val_cfg["crop_size"]
+        return make_pair(video, self.degrade_cfg, generator, train, crop, self.hparams.usm)
+
+    def check_clip_size(self, h: int, w: int) -> None:
+        """One line when the clips are not this stage's HR size; remembers the size for export."""
         if self.lr_size is not None and (h, w) != (2 * self.lr_size, 2 * self.lr_size):
             raise WantrainError(f"sr_stage{self.hparams.stage} maps {self.lr_size} -> {2 * self.lr_size} px but the "
                                 f"clips are {h}x{w}: set data.resolution={2 * self.lr_size}")
         self._hr_size = (int(h), int(w))
-        crop = self.hparams.crop_size if train else self.val_cfg["crop_size"]
-        hr = video
-        if crop and crop < min(h, w):
-            hr = random_crop(video, int(crop), generator) if train else \
-                video[..., (h - crop) // 2:(h - crop) // 2 + crop, (w - crop) // 2:(w - crop) // 2 + crop]
-        cfg = self.degrade_cfg if train else dataclasses.replace(self.degrade_cfg, noise_aug_max=0.0)
-        usm = dict(self.hparams.usm or {})
-        degrade_sharpened = bool(usm.pop("degrade_sharpened", True))
-        # data operations, in float32 outside bf16 autocast (grouped conv3d under CPU bf16 autocast takes minutes)
-        with torch.autocast(hr.device.type, enabled=False):
-            target = usm_sharpen(hr.float(), **usm).to(hr.dtype) if self.hparams.usm else hr
-            lr, level = degrade((target if train and degrade_sharpened else hr).float(), cfg, generator)
-        return lr.to(hr.dtype), level, hr, target
+
+    def pair_transform(self) -> PairTransform:
+        """The training pairs as a DataLoader-worker transform (setup hands it to the data module)."""
+        return PairTransform(self.degrade_cfg, self.hparams.crop_size, self.hparams.usm)
 
     # --- training -----------------------------------------------------------------------------------
 
@@ -214,7 +208,11 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         """One G update (content + λ·GAN), then `d_updates` D updates every `d_every` batches (GAN phase)."""
         opt_g, opt_d = self.optimizers()
-        lr, level, hr, target = self.make_pair(batch["video"], True, self._generator(self.batches))
+        if "lr" in batch:  # made by the DataLoader worker (pair_transform)
+            lr, level, hr = batch["lr"], batch["level"], batch["video"]
+            target = batch.get("target", hr)  # (the clip size was checked at start: preflight, data.resolution)
+        else:
+            lr, level, hr, target = self.make_pair(batch["video"], True, self._generator(self.batches))
         gan_on = self.phase == "gan"
         lam = self.gan.weight_at(self.batches)
         b = hr.shape[0]
