@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 
@@ -41,3 +42,11 @@ def dist_rank() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
     return 0, 1
+
+
+def data_rank(trainer: Any) -> tuple[int, int]:
+    """(rank, size) of a Lightning Trainer's process among the ranks that read different batches: its global rank
+    and world size, or the data-parallel coordinate when the strategy has one (trainer=fsdp2's sequence-parallel
+    groups read one stream)."""
+    ranks = getattr(trainer.strategy, "data_parallel_rank", None)
+    return ranks() if ranks is not None else (trainer.global_rank, trainer.world_size)

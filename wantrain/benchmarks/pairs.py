@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -16,6 +15,7 @@ from omegaconf import OmegaConf
 
 from wantrain.benchmarks import plan
 from wantrain.benchmarks.step import compose_train_config
+from wantrain.config_tree import config_dir
 from wantrain.degradations.pairs import PairTransform
 from wantrain.degradations.pipeline import DegradeConfig
 
@@ -30,7 +30,7 @@ def clips(batch: int, frames: int, size: int, seed: int) -> torch.Tensor:
 
 def pair_rows(stages: list[str], overrides: list[str], gpu: str, mfu: float, repeats: int, seed: int) -> list[dict]:
     """One row per stage (see the module docstring)."""
-    plan_cfg = OmegaConf.load(Path(plan.__file__).parents[2] / "conf" / "bench" / "plan.yaml")
+    plan_cfg = OmegaConf.load(config_dir() / "bench" / "plan.yaml")
     plan_cfg.update({"gpu": gpu, "mfu": mfu})
     rows = []
     threads = torch.get_num_threads()

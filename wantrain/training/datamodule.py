@@ -19,8 +19,7 @@ from wantrain.data.shards import expand_shard_spec, is_remote
 from wantrain.data.synthetic import write_synthetic_dataset
 from wantrain.errors import WantrainError
 from wantrain.io.tar import read_samples
-from wantrain.ranks import dist_rank
-from wantrain.training.fsdp2_strategy import data_rank
+from wantrain.ranks import data_rank, dist_rank
 
 
 def fps_setting(fps) -> float | tuple[float, ...] | None:  # noqa: ANN001 - a number, a list or null from config

@@ -124,10 +124,3 @@ def replace_folder(new: Path, path: Path) -> None:
         shutil.rmtree(old)
     elif old.exists():
         old.unlink()
-
-
-def data_rank(trainer: pl.Trainer) -> tuple[int, int]:
-    """(rank, size) of the process among the ranks that read different batches: the global rank and world size,
-    or the data-parallel coordinate under sequence parallelism."""
-    ranks = getattr(trainer.strategy, "data_parallel_rank", None)
-    return ranks() if ranks is not None else (trainer.global_rank, trainer.world_size)

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 import torch
 
 from wantrain.data.dataset import gather_states, make_seed
-from wantrain.training.fsdp2_strategy import data_rank
+from wantrain.ranks import data_rank
 
 KEY = "wantrain_rng_states"
 
@@ -63,7 +63,7 @@ class RNGStateCheckpoint(pl.Callback):
                            checkpoint: dict[str, Any]) -> None:
         # one stream per data rank (a sequence-parallel group shares one): restored when the run has as many
         states = checkpoint.get(KEY) or []
-        streams = {int(s.get("data_rank", i)): s for i, s in reversed(list(enumerate(states)))}
+        streams = {int(s.get("data_rank", i)): s for i, s in enumerate(states)}  # a group's ranks hold the same
         rank, size = data_rank(trainer)
         self._pending = streams.get(rank) if len(streams) == size else None
         self._resuming = True
