@@ -39,17 +39,21 @@ def test_bench_quality_tiny_runs_both_parts(compose, data_dir, tmp_path) -> None
     cfg = compose("bench=quality", f"paths.data_dir={data_dir}", "bench.photo_scale=0.25",
                   "bench.base_frames=2", "bench.base_size=16", "bench.base_steps=2", "bench.base_batch=1",
                   "bench.base_model.sampling.num_steps=2", "bench.sr_frames=2", "bench.sr_size=32",
-                  "bench.sr_batches=2", "bench.sr_batch=2", "bench.eval_clips=2", "bench.sr_model.crop_size=16",
+                  "bench.sr_batches=2", "bench.sr_curve=[1,5]", "bench.sr_batch=2", "bench.eval_clips=2",
+                  "bench.sr_model.crop_size=16",
                   "bench.sr_model.generator.channels=8", "bench.sr_model.generator.num_blocks=1",
                   "bench.sr_model.discriminator.channels=8", config_name="bench", root=tmp_path)
     rows = run(cfg.bench)
-    base, clean, degraded = rows
+    base, *sr = rows
     assert base["part"] == "(a) base overfit" and base["steps"] == 2
     assert 0 < base["sample_psnr"] < 100
     assert abs(base["margin_db"] - (base["sample_psnr"] - base["untrained_psnr"])) < 0.02
-    assert clean["input"] == "clean" and degraded["input"].startswith("noise")
-    for row in (clean, degraded):
+    # the curve: after 1 batch and at the end (2); 5 is past the end
+    assert [(r["steps"], r["input"][:5]) for r in sr] == [(1, "clean"), (1, "own d"), (1, "noise"),
+                                                          (2, "clean"), (2, "own d"), (2, "noise")]
+    clean, own, degraded = sr[3:]
+    for row in sr:
         assert abs(row["margin_db"] - (row["psnr_sr"] - row["psnr_bicubic"])) < 0.02
         assert 0 < row["ssim_bicubic"] <= 1 and row["flicker_bicubic"] >= 0
-    # noise + JPEG cost bicubic PSNR (same held-out clips)
-    assert degraded["psnr_bicubic"] < clean["psnr_bicubic"]
+    # the stage's own degradations (blur, noise) and noise + JPEG cost bicubic PSNR (same held-out clips)
+    assert degraded["psnr_bicubic"] < clean["psnr_bicubic"] and own["psnr_bicubic"] < clean["psnr_bicubic"]

@@ -30,3 +30,4 @@ def test_bench_prints_a_table_and_writes_json(wantrain_cli, tmp_path, name):
     if name == "upsampler":  # the data path: sr_tiny's pairs on the host against its planned GPU step
         (pairs,) = [row for row in report["rows"] if row["part"].startswith("pairs sr_tiny")]
         assert pairs["host_s_per_batch"] > 0 and pairs["gpu_step_s_H100"] > 0 and pairs["workers_to_hide"] >= 1
+        assert 0 <= pairs["in_step_host_s"] < pairs["host_s_per_batch"]  # make_pairs=step: the codecs only

@@ -33,7 +33,7 @@ def test_the_shipped_configs_pass(compose, tmp_path, overrides: list[str]) -> No
     (["model.unet._target_=wantrain.nets.unet.NoSuchNet"], "model.unet._target_=wantrain.nets.unet.NoSuchNet cannot "
                                                            "be imported"),
     (["+experiment=sr_tiny", "model.gan.loss=hinj"], "model.gan.loss='hinj': not allowed (did you mean hinge?)"),
-    (["+experiment=sr_tiny", "model.degrade.real.prob=2"], "model.degrade.real.prob=2: out of range"),
+    (["+experiment=sr_tiny", "model.degrade.real={prob: 2}"], "model.degrade.real.prob=2: out of range"),
     (["+experiment=sr_tiny", "+model.usm.radius=3"], "unknown config key model.usm.radius"),
     (["init_weights=last"], "init_weights='last': not allowed; use one of ema, raw"),
 ])

@@ -1,5 +1,6 @@
-"""The degradations are on by default in every sr_stage* (Real-ESRGAN values) and in sr_tiny (CPU size), and the
-module's LR pairs and USM targets follow the config."""
+"""The degradations are on by default in every sr_stage* (Real-ESRGAN values) and in sr_tiny (blur and noise, what a
+cascade stage is fed; the Real-ESRGAN recipe at CPU size one override away), and the module's LR pairs and USM targets
+follow the config."""
 
 from __future__ import annotations
 
@@ -21,24 +22,27 @@ def _degrade_config(cfg) -> DegradeConfig:
     return DegradeConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
-@pytest.mark.parametrize("name", ["sr_stage1", "sr_stage2", "sr_stage3", "sr_stage4", "sr_tiny"])
+@pytest.mark.parametrize("name", ["sr_stage1", "sr_stage2", "sr_stage3", "sr_stage4"])
 def test_real_degradations_are_on_by_default(compose, name, tmp_path) -> None:
     cfg = compose(f"+experiment={name}", "data.train_shards=x", root=tmp_path)
     real = _degrade_config(cfg).real
-    assert isinstance(real, RealDegradeConfig)
-    if name == "sr_tiny":  # the same recipe at CPU size
-        assert real.prob == 0.5 and real.kernel_size == (3, 9)
-        assert dataclasses.replace(real, prob=1.0, kernel_size=(7, 21)) == RealDegradeConfig()
-    else:  # every value spelled out in the yaml is the anchors' (the dataclass defaults)
-        assert real == RealDegradeConfig()
+    assert real == RealDegradeConfig()  # every value spelled out in the yaml is the anchors' (the dataclass defaults)
     off = compose(f"+experiment={name}", "data.train_shards=x", "model.degrade.real=null", root=tmp_path)
     assert _degrade_config(off).real is None
+
+
+def test_tiny_stage_degrades_by_blur_and_noise_and_takes_the_real_recipe(compose, tmp_path) -> None:
+    cfg = _degrade_config(compose("+experiment=sr_tiny", "data.train_shards=x", root=tmp_path))
+    assert cfg.real is None and cfg.blur_prob == 0.5 and cfg.noise_prob == 0.5 and cfg.jpeg_prob == 0
+    real = _degrade_config(compose("+experiment=sr_tiny", "data.train_shards=x",
+                                   "model.degrade.real={prob: 0.5, kernel_size: [3, 9]}", root=tmp_path)).real
+    assert dataclasses.replace(real, prob=1.0, kernel_size=(7, 21)) == RealDegradeConfig()  # the recipe, CPU size
 
 
 def test_module_pairs_and_usm_targets(compose, tmp_path) -> None:
     cfg = compose("+experiment=sr_tiny", "model.generator.channels=8", "model.generator.num_blocks=1",
                   "model.discriminator.channels=8", "model.discriminator.kind=unet_temporal",
-                  "model.content_loss.vgg_weight=0", "model.degrade.real.prob=1.0",
+                  "model.content_loss.vgg_weight=0", "model.degrade.real={prob: 1.0, kernel_size: [3, 9]}",
                   "model.usm={weight: 0.5, sigma: 8.0, threshold: 10.0}", root=tmp_path)
     module = instantiate(cfg.model)
     hr = torch.rand(2, 3, 4, 64, 64) * 2 - 1

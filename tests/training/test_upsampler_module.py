@@ -77,6 +77,31 @@ def test_one_batch_fits_for_every_sr_experiment(compose, name, data_dir, torch_h
         assert torch.isfinite(metrics[key]), key
 
 
+class FirstBatch(pl.Callback):
+    """The keys of the first training batch as the loader delivered it."""
+
+    keys: set[str] = set()
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        self.keys = self.keys or set(batch)
+
+
+def test_pairs_made_in_the_step_equal_the_workers_pairs(compose, data_dir, torch_home, tmp_path, monkeypatch):
+    """model.make_pairs=step (BasicSR's feed_data: the pair made on the step's device from the worker's seed) trains
+    the same first step as the default (pairs made in the workers): sr_stage1's Real-ESRGAN + USM + codec recipe."""
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    weights = {}
+    for where in ("workers", "step"):
+        cfg = compose("+experiment=sr_stage1", *tiny_overrides("sr_stage1", data_dir), "debug=fast",
+                      f"model.make_pairs={where}", root=tmp_path / where)
+        seen = FirstBatch()
+        torch.manual_seed(0)  # the same initial networks
+        model, _ = fit(cfg, callbacks=[seen])
+        assert ("pair_seed" in seen.keys) == (where == "step") and ("lr" in seen.keys) == (where == "workers")
+        weights[where] = model.generator.state_dict()
+    assert all(torch.equal(weights["workers"][k], weights["step"][k]) for k in weights["workers"])
+
+
 def test_real_stage_refuses_without_vgg_weights(compose, data_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     cfg = compose("+experiment=sr_stage1", *tiny_overrides("sr_stage1", data_dir), root=tmp_path)

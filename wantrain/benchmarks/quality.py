@@ -7,6 +7,7 @@ bicubic (PSNR, SSIM, flicker, LPIPS when weights are given).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf, open_dict
+from pytorch_lightning import Callback
 from torch.utils.data import DataLoader, IterableDataset
 
 from wantrain.errors import WantrainError
@@ -96,13 +98,13 @@ class CameraClips(IterableDataset):
             yield {"video": clips(self.scenes, self.batch, self.frames, self.size, part, self.cfg, g)}
 
 
-def _fit(module: Any, loader: DataLoader, steps: int) -> None:
+def _fit(module: Any, loader: DataLoader, steps: int, callbacks: list | None = None) -> None:
     """Train `module` for `steps` batches of `loader` on CPU, without validation, logging or checkpoints."""
     import pytorch_lightning as pl
 
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=steps, limit_val_batches=0, num_sanity_val_steps=0,
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, gradient_clip_val=None)
+                         enable_model_summary=False, gradient_clip_val=None, callbacks=callbacks)
     with warnings.catch_warnings():  # no validation here on purpose: the bench scores the stages itself
         warnings.filterwarnings("ignore", r"You defined a `validation_step` but have no `val_dataloader`")
         trainer.fit(module, train_dataloaders=loader)
@@ -142,41 +144,76 @@ class _Repeat(IterableDataset):
             yield self.batch
 
 
-def run_sr(cfg: Any, scenes: list[torch.Tensor]) -> list[dict]:
-    """(b): train the ×2 stage `sr_batches` batches; score held-out clips, clean and degraded, vs bicubic."""
+def held_out_inputs(cfg: Any, scenes: list[torch.Tensor], module: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Held-out HR clips (N, 3, T, S, S) and their LR inputs by name: clean, the stage's own test degradations
+    (model.degrade without noise augmentation, seed 1234: what `test` and validation feed it), noise + JPEG."""
     from wantrain.degradations.ops import downsample
     from wantrain.degradations.pipeline import DegradeConfig, degrade
-    from wantrain.evaluation.upsampler import bicubic, sr_metrics
-    from wantrain.losses.perceptual import LPIPSLoss
 
-    start = time.perf_counter()
-    frames, size = int(cfg.sr_frames), int(cfg.sr_size)
-    module = instantiate(cfg.sr_model)
-    loader = DataLoader(CameraClips(scenes, cfg, int(cfg.sr_batch), frames, size), batch_size=None)
-    _fit(module, loader, int(cfg.sr_batches))
-    trained = time.perf_counter() - start
     g = torch.Generator().manual_seed(int(cfg.seed) + 2)
-    hr = clips(scenes, int(cfg.eval_clips), frames, size, (float(cfg.held_out_split), 1.0), cfg, g)
+    hr = clips(scenes, int(cfg.eval_clips), int(cfg.sr_frames), int(cfg.sr_size),
+               (float(cfg.held_out_split), 1.0), cfg, g)
     noise, quality = float(cfg.degraded_noise), int(cfg.degraded_jpeg)
     damage = DegradeConfig(noise_prob=1.0, noise_sigma=(noise, noise), jpeg_prob=1.0, jpeg_quality=(quality, quality))
-    inputs = {"clean": downsample(hr), f"noise {noise:g} + JPEG {quality}": degrade(hr, damage, g)[0]}
-    lpips = LPIPSLoss("alex", cfg.lpips_trunk) if cfg.lpips_trunk else None
+    own = dataclasses.replace(module.degrade_cfg, noise_aug_max=0.0)
+    return hr, {"clean": downsample(hr), "own degradations": degrade(hr, own, torch.Generator().manual_seed(1234))[0],
+                f"noise {noise:g} + JPEG {quality}": degrade(hr, damage, g)[0]}
+
+
+def score_sr(module: Any, hr: torch.Tensor, inputs: dict[str, torch.Tensor], batches: int, seconds: float,
+             lpips: Any = None) -> list[dict]:
+    """One row per input: the stage's (EMA) PSNR / SSIM / flicker (+ LPIPS) against bicubic's on the same LR."""
+    from wantrain.evaluation.upsampler import bicubic, sr_metrics
+
     rows = []
+    training = module.training
     module.eval()
     for name, lr in inputs.items():
         with torch.no_grad():
             sr = module.upsample(lr)
             scores = {k: sr_metrics(p, hr, lpips) for k, p in (("sr", sr), ("bicubic", bicubic(lr)))}
-        row: dict[str, Any] = {"part": "(b) x2 held-out", "input": name, "steps": int(cfg.sr_batches)}
+        row: dict[str, Any] = {"part": "(b) x2 held-out", "input": name, "steps": batches}
         row["psnr_sr"], row["psnr_bicubic"] = (round(float(scores[k]["psnr"]), 2) for k in ("sr", "bicubic"))
         row["margin_db"] = round(row["psnr_sr"] - row["psnr_bicubic"], 2)
         row["ssim_sr"], row["ssim_bicubic"] = (round(float(scores[k]["ssim"]), 4) for k in ("sr", "bicubic"))
         if lpips is not None:
             row["lpips_sr"], row["lpips_bicubic"] = (round(float(scores[k]["lpips"]), 4) for k in ("sr", "bicubic"))
         row["flicker_sr"], row["flicker_bicubic"] = (round(float(scores[k]["flicker"]), 3) for k in ("sr", "bicubic"))
-        row["seconds"] = round(trained if not rows else 0.0, 1)
+        row["seconds"] = round(seconds if not rows else 0.0, 1)
         rows.append(row)
+    module.train(training)
     return rows
+
+
+class ScoreAt(Callback):
+    """Scores the stage after each of `batches` training batches (the curve over batches), training time only."""
+
+    def __init__(self, batches: list[int], score: Any) -> None:
+        self.batches, self.score, self.rows = sorted(set(batches)), score, []
+        self.start, self.paused = time.perf_counter(), 0.0
+
+    def on_train_batch_end(self, trainer: Any, module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if module.batches in self.batches:
+            paused = time.perf_counter()
+            self.rows += self.score(module, module.batches, paused - self.start - self.paused)
+            self.paused += time.perf_counter() - paused
+
+
+def run_sr(cfg: Any, scenes: list[torch.Tensor]) -> list[dict]:
+    """(b): train the ×2 stage `sr_batches` batches; score held-out clips (clean, its own degradations, noise +
+    JPEG) against bicubic, after `sr_curve` batches too."""
+    from wantrain.losses.perceptual import LPIPSLoss
+
+    module = instantiate(cfg.sr_model)
+    hr, inputs = held_out_inputs(cfg, scenes, module)
+    lpips = LPIPSLoss("alex", cfg.lpips_trunk) if cfg.lpips_trunk else None
+    total = int(cfg.sr_batches)
+    curve = ScoreAt([*[int(b) for b in cfg.get("sr_curve") or [] if int(b) < total], total],
+                    lambda m, batches, seconds: score_sr(m, hr, inputs, batches, seconds, lpips))
+    loader = DataLoader(CameraClips(scenes, cfg, int(cfg.sr_batch), int(cfg.sr_frames), int(cfg.sr_size)),
+                        batch_size=None)
+    _fit(module, loader, total, [curve])
+    return curve.rows
 
 
 def resolve_base_model(cfg: Any) -> None:

@@ -121,7 +121,9 @@ class QualityBench:
     base_batch: int = option(4, "base overfit: batch size", ge=1)
     sr_frames: int = option(4, "x2 stage: frames", ge=1)
     sr_size: int = option(64, "x2 stage: HR clip side (LR = sr_size / 2)", ge=2)
-    sr_batches: int = option(300, "x2 stage: training batches", ge=1)
+    sr_batches: int = option(600, "x2 stage: training batches", ge=1)
+    sr_curve: list[int] = option(doc="x2 stage: also scored after these many batches (the curve over batches)",
+                                 ge=1, factory=lambda: [100, 200, 300, 400])
     sr_batch: int = option(4, "x2 stage: batch size", ge=1)
     eval_clips: int = option(8, "held-out clips", ge=1)
     degraded_noise: float = option(0.02, "Gaussian sigma in [-1, 1] units of the degraded evaluation", ge=0)

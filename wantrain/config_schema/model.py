@@ -109,6 +109,9 @@ class UpsamplerOptions:
     seed: int = option(0, "seed of the training degradations")
     max_nonfinite_steps: int = option(10, "stop after this many NaN/inf steps in a row", ge=1)
     trainable: list[str] | None = option(None, "module-name patterns that train (null: all)")
+    make_pairs: str = option("workers", "where training pairs are made: workers (DataLoader workers, host) or step "
+                                        "(the training step's device; codecs on host threads)",
+                             choices=("workers", "step"))
 
 
 # the options schema of each LightningModule, by its `_target_`

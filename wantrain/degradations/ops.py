@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
 
+from wantrain.degradations.jpeg import jpeg
 from wantrain.degradations.kernels import pad_reflect
+
+JPEG_BACKENDS = ("auto", "pil", "torch")
 
 
 def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -70,18 +75,39 @@ def usm_sharpen(x: torch.Tensor, weight: float = 0.5, sigma: float = 8.0, thresh
     return soft * sharp + (1 - soft) * x
 
 
+def randn(like: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Standard normal samples shaped like `like`, drawn on the generator's device (the data's without one): a
+    device generator keeps the noise of a batch degraded on the GPU off the host."""
+    device = generator.device if generator is not None else like.device
+    return torch.randn(like.shape, generator=generator, device=device).to(like)
+
+
+def map_clips(fn: Callable[[int], torch.Tensor], n: int, threads: int = 1) -> list[torch.Tensor]:
+    """[fn(0), ..., fn(n-1)] in order, over `threads` threads (PyAV and Pillow release the GIL while coding)."""
+    if threads <= 1 or n <= 1:
+        return [fn(i) for i in range(n)]
+    with ThreadPoolExecutor(min(threads, n)) as pool:
+        return list(pool.map(fn, range(n)))
+
+
 def add_noise(x: torch.Tensor, sigma: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Add Gaussian noise with per-clip std sigma (B,) (in [-1, 1] units), clamp to [-1, 1]."""
-    eps = torch.randn(x.shape, generator=generator).to(x)
+    eps = randn(x, generator)
     return (x + sigma.to(x)[:, None, None, None, None] * eps).clamp(-1, 1)
 
 
-def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
-    """JPEG-compress every frame of each clip with its quality (B,) in 1..100 (Pillow/libjpeg, 4:2:0)."""
+def jpeg_compress(x: torch.Tensor, quality: torch.Tensor, backend: str = "pil") -> torch.Tensor:
+    """JPEG-compress every frame of each clip with its quality (B,) in 1..100, 4:2:0: by Pillow (libjpeg) on the
+    host, or by `jpeg.jpeg` (PyTorch, the same tables) where x is; `auto`: Pillow for host tensors, else PyTorch."""
     import numpy as np
     from PIL import Image
 
+    if backend not in JPEG_BACKENDS:
+        raise ValueError(f"unknown JPEG backend {backend!r}: use one of {list(JPEG_BACKENDS)}")
     b, c, t, h, w = x.shape
+    if backend == "torch" or (backend == "auto" and x.device.type != "cpu"):
+        f, _ = _frames((x.float().clamp(-1, 1) + 1) / 2)
+        return _video(jpeg(f, quality.to(x.device).repeat_interleave(t)) * 2 - 1, t).to(x)
     u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
     out = torch.empty_like(u8)  # (B, T, H, W, C)
     for i in range(b):
@@ -93,9 +119,10 @@ def jpeg_compress(x: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
 
 
 def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx264",
-                   bitrate: torch.Tensor | None = None) -> torch.Tensor:
+                   bitrate: torch.Tensor | None = None, threads: int = 1) -> torch.Tensor:
     """Encode/decode each clip in memory with PyAV (`codec`: libx264 | mpeg4 | ...), per-clip CRF (B,) or
-    bitrate (B,) in bits per frame (RealBasicVSR; mpeg4 has no CRF); needs even H and W.
+    bitrate (B,) in bits per frame (RealBasicVSR; mpeg4 has no CRF), clips over `threads` threads; needs even H
+    and W. Always on the host: a clip on the GPU makes the round trip.
 
     As RealBasicVSR's `RandomVideoCompression` (mmedit/datasets/pipelines/random_degradations.py): a 1 fps stream,
     so the bit rate is the budget of each frame. One departure: the rate tolerance is the bit rate itself, not
@@ -108,8 +135,8 @@ def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx
     if h % 2 or w % 2:
         raise ValueError(f"codec compression needs even frame sizes, got {(h, w)}: crop first")
     u8 = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).cpu()
-    out = torch.empty_like(u8)
-    for i in range(b):
+
+    def one(i: int) -> torch.Tensor:
         buf = io.BytesIO()
         with av.open(buf, "w", format="mp4") as box:
             stream = box.add_stream(codec, rate=1)
@@ -127,8 +154,9 @@ def codec_compress(x: torch.Tensor, crf: torch.Tensor | None, codec: str = "libx
         with av.open(buf, "r") as box:
             box.streams.video[0].thread_count = 1
             dec = [torch.from_numpy(np.ascontiguousarray(fr.to_ndarray(format="rgb24"))) for fr in box.decode(video=0)]
-        dec = (dec + dec[-1:] * t)[:t]  # pad with the last frame should a decoder return fewer frames
-        out[i] = torch.stack(dec)
+        return torch.stack((dec + dec[-1:] * t)[:t])  # padded with the last frame should a decoder return fewer
+
+    out = torch.stack(map_clips(one, b, threads))  # (B, T, H, W, C)
     return (out.permute(0, 4, 1, 2, 3).float() / 127.5 - 1).to(x)
 
 
@@ -137,7 +165,7 @@ def noise_augment(x: torch.Tensor, level: torch.Tensor,
     """Imagen-style conditioning augmentation: cos(πs/2)·x + sin(πs/2)·ε for level s (B,) in [0, 1]."""
     a = torch.cos(level.float() * math.pi / 2).to(x)[:, None, None, None, None]
     s = torch.sin(level.float() * math.pi / 2).to(x)[:, None, None, None, None]
-    return a * x + s * torch.randn(x.shape, generator=generator).to(x)
+    return a * x + s * randn(x, generator)
 
 
 def random_crop(x: torch.Tensor, size: int, generator: torch.Generator | None = None,

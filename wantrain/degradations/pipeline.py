@@ -10,7 +10,15 @@ from dataclasses import dataclass
 
 import torch
 
-from wantrain.degradations.ops import add_noise, codec_compress, downsample, gaussian_blur, jpeg_compress, noise_augment
+from wantrain.degradations.ops import (
+    JPEG_BACKENDS,
+    add_noise,
+    codec_compress,
+    downsample,
+    gaussian_blur,
+    jpeg_compress,
+    noise_augment,
+)
 from wantrain.degradations.real import RealDegradeConfig, real_degrade
 from wantrain.schema import option
 
@@ -33,6 +41,8 @@ class DegradeConfig:
     jpeg_quality: tuple[int, int] = option((40, 95), "JPEG quality range", ge=1, le=100)
     codec_prob: float = option(0.0, "share of clips compressed by a video codec", ge=0, le=1)
     codec_crf: tuple[int, int] = option((18, 32), "x264 CRF range", ge=0, le=51)
+    jpeg_backend: str = option("auto", "JPEG by Pillow on the host or in PyTorch where the batch is (auto: PyTorch "
+                                       "on an accelerator, Pillow on the host)", choices=JPEG_BACKENDS)
     noise_aug_max: float = option(0.0, "Imagen noise augmentation level (needs generator.noise_conditioning)", ge=0,
                                   le=1)
     real: RealDegradeConfig | dict | None = option(None, "the Real-ESRGAN second-order pipeline instead of "
@@ -48,24 +58,29 @@ class DegradeConfig:
             self.real = RealDegradeConfig.from_dict(dict(self.real))
 
 
-def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
-            generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None, generator: torch.Generator | None = None,
+            noise_generator: torch.Generator | None = None, codec_threads: int = 1,
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """HR (B, C, T, H, W) -> (LR (B, C, T, H/s, W/s), noise-augmentation level (B,) in [0, 1]).
 
-    LR is in [-1, 1] except for the (unclamped, Imagen-style) Gaussian noise augmentation.
+    LR is in [-1, 1] except for the (unclamped, Imagen-style) Gaussian noise augmentation. Parameters come from
+    `generator` (CPU), noise realisations from `noise_generator` (default: `generator`; on the data's device it
+    keeps a GPU batch's noise on the GPU); codec clips run over `codec_threads` host threads.
 
     Order (Real-ESRGAN first order): blur -> downsample -> noise -> JPEG -> codec -> noise augmentation;
     with `cfg.real` the second-order pipeline (`real.real_degrade`) replaces blur -> downsample.
     """
     cfg = cfg or DegradeConfig()
     b = hr.shape[0]
+    noise_generator = noise_generator or generator
 
     def pick(p: float) -> torch.Tensor:
         return torch.rand(b, generator=generator) < p
 
     x = hr
     if cfg.real is not None:
-        x = real_degrade(x, cfg.scale, cfg.real, cfg.mode, generator)
+        x = real_degrade(x, cfg.scale, cfg.real, cfg.mode, generator, noise_generator, cfg.jpeg_backend,
+                         codec_threads)
     else:
         if cfg.blur_prob > 0:
             on = pick(cfg.blur_prob)
@@ -74,18 +89,19 @@ def degrade(hr: torch.Tensor, cfg: DegradeConfig | None = None,
         x = downsample(x, cfg.scale, cfg.mode)
     if cfg.noise_prob > 0:
         sigma = _uniform(b, *cfg.noise_sigma, generator) * pick(cfg.noise_prob)
-        x = add_noise(x, sigma, generator)
+        x = add_noise(x, sigma, noise_generator)
     if cfg.jpeg_prob > 0:
         on = pick(cfg.jpeg_prob)
         q = torch.randint(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1, (b,), generator=generator)
         if on.any():
-            x = torch.where(on.to(x.device)[:, None, None, None, None], jpeg_compress(x, q), x)
+            x = torch.where(on.to(x.device)[:, None, None, None, None], jpeg_compress(x, q, cfg.jpeg_backend), x)
     if cfg.codec_prob > 0:
         on = pick(cfg.codec_prob)
         crf = torch.randint(cfg.codec_crf[0], cfg.codec_crf[1] + 1, (b,), generator=generator)
         if on.any():
-            x = torch.where(on.to(x.device)[:, None, None, None, None], codec_compress(x, crf), x)
+            coded = codec_compress(x, crf, threads=codec_threads)
+            x = torch.where(on.to(x.device)[:, None, None, None, None], coded, x)
     level = _uniform(b, 0.0, cfg.noise_aug_max, generator) if cfg.noise_aug_max > 0 else torch.zeros(b)
     if cfg.noise_aug_max > 0:
-        x = noise_augment(x, level, generator)
+        x = noise_augment(x, level, noise_generator)
     return x, level.to(hr.device)

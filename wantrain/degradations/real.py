@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from wantrain.degradations.kernels import KERNELS, filter_frames, random_kernel, sinc_kernel
-from wantrain.degradations.ops import codec_compress, downsample, jpeg_compress
+from wantrain.degradations.ops import codec_compress, downsample, jpeg_compress, map_clips, randn
 from wantrain.schema import check_options, option
 
 CODECS = ("libx264", "h264", "mpeg4")  # PyAV encoders RealBasicVSR draws from
@@ -114,45 +114,51 @@ def _random_resize(f: torch.Tensor, probs: tuple, rng: tuple, modes: tuple, base
 
 
 def _noise(f: torch.Tensor, gauss_prob: float, sigma: tuple, poisson: tuple, gray_prob: float,
-           g: torch.Generator | None) -> torch.Tensor:
+           g: torch.Generator | None, noise_g: torch.Generator | None) -> torch.Tensor:
     """Gaussian (σ/255) or Poisson (8-bit shot noise × scale) noise, gray (one for all channels) with gray_prob,
-    clipped to [0, 1] (Real-ESRGAN `random_add_gaussian_noise_pt` / `random_add_poisson_noise_pt` with clip=True)."""
+    clipped to [0, 1] (Real-ESRGAN `random_add_gaussian_noise_pt` / `random_add_poisson_noise_pt` with clip=True).
+    Parameters from g, the realisation from noise_g (on its device)."""
     gaussian, gray = _p(gauss_prob, g), _p(gray_prob, g)
     level = _u(*sigma, g) / 255.0 if gaussian else _u(*poisson, g)
     n, c, h, w = f.shape
     if gaussian:
-        noise = torch.randn((n, 1 if gray else c, h, w), generator=g).to(f) * level
+        noise = randn(f[:, :1] if gray else f, noise_g) * level
     else:
         img = (f * torch.tensor([0.299, 0.587, 0.114]).to(f).view(1, 3, 1, 1)).sum(1, keepdim=True) if gray else f
         img = img.clamp(0, 1)
-        noise = (torch.poisson(img.float().cpu() * 255.0, generator=g).to(f) / 255.0 - img) * level
+        device = noise_g.device if noise_g is not None else f.device
+        noise = (torch.poisson(img.float().to(device) * 255.0, generator=noise_g).to(f) / 255.0 - img) * level
     return (f + noise.expand_as(f)).clamp(0, 1)
 
 
-def _jpeg(f: torch.Tensor, rng: tuple, g: torch.Generator | None) -> torch.Tensor:
+def _jpeg(f: torch.Tensor, rng: tuple, g: torch.Generator | None, backend: str) -> torch.Tensor:
     """JPEG of every frame with one quality drawn from rng (frames in [0, 1])."""
     q = torch.tensor([int(torch.randint(int(rng[0]), int(rng[1]) + 1, (), generator=g))])
     video = (f.clamp(0, 1) * 2 - 1).transpose(0, 1)[None]  # (1, C, T, H, W)
-    return (jpeg_compress(video, q)[0].transpose(0, 1) + 1) / 2
+    return (jpeg_compress(video, q, backend)[0].transpose(0, 1) + 1) / 2
 
 
 def degrade_clip(frames: torch.Tensor, lr_size: tuple[int, int], cfg: RealDegradeConfig,
-                 g: torch.Generator | None) -> torch.Tensor:
-    """One clip's frames (T, C, H, W) in [0, 1] -> LR frames (T, C, *lr_size) in [0, 1] (8-bit values)."""
+                 g: torch.Generator | None, noise_g: torch.Generator | None = None, jpeg_backend: str = "pil",
+                 ) -> tuple[torch.Tensor, tuple[str, float] | None]:
+    """One clip's frames (T, C, H, W) in [0, 1] -> (LR frames (T, C, *lr_size) in [0, 1] before the video codec,
+    the codec and bit rate drawn for it or None). `real_degrade` runs the codecs of a batch together, last."""
+    noise_g = noise_g or g
     h, w = frames.shape[-2:]
     ks = cfg.kernel_size
     f = filter_frames(frames, random_kernel(list(cfg.kernel_list), list(cfg.kernel_prob), ks, cfg.blur_sigma,
                                             cfg.betag_range, cfg.betap_range, cfg.sinc_prob, g))
     f = _random_resize(f, cfg.resize_prob, cfg.resize_range, cfg.resize_modes, (h, w), g)
-    f = _noise(f, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob, g)
+    f = _noise(f, cfg.gaussian_noise_prob, cfg.noise_range, cfg.poisson_scale_range, cfg.gray_noise_prob, g, noise_g)
     if _p(cfg.jpeg_prob, g):
-        f = _jpeg(f, cfg.jpeg_range, g)
+        f = _jpeg(f, cfg.jpeg_range, g, jpeg_backend)
     if _p(cfg.second_order_prob, g):
         if _p(cfg.second_blur_prob, g):
             f = filter_frames(f, random_kernel(list(cfg.kernel_list2), list(cfg.kernel_prob2), ks, cfg.blur_sigma2,
                                                cfg.betag_range2, cfg.betap_range2, cfg.sinc_prob2, g))
         f = _random_resize(f, cfg.resize_prob2, cfg.resize_range2, cfg.resize_modes, lr_size, g)
-        f = _noise(f, cfg.gaussian_noise_prob2, cfg.noise_range2, cfg.poisson_scale_range2, cfg.gray_noise_prob2, g)
+        f = _noise(f, cfg.gaussian_noise_prob2, cfg.noise_range2, cfg.poisson_scale_range2, cfg.gray_noise_prob2, g,
+                   noise_g)
     # final: resize to the LR size + sinc, and JPEG2, in random order (Real-ESRGAN)
     mode = _choice(cfg.resize_modes, g)
     sinc = None
@@ -167,22 +173,31 @@ def degrade_clip(frames: torch.Tensor, lr_size: tuple[int, int], cfg: RealDegrad
         return filter_frames(v, sinc) if sinc is not None else v
 
     if jpeg_first:
-        f = resize_sinc(_jpeg(f, quality_rng, g) if jpeg_on else f)
+        f = resize_sinc(_jpeg(f, quality_rng, g, jpeg_backend) if jpeg_on else f)
     else:
         f = resize_sinc(f)
-        f = _jpeg(f, quality_rng, g) if jpeg_on else f
+        f = _jpeg(f, quality_rng, g, jpeg_backend) if jpeg_on else f
+    codec = None
     if _p(cfg.codec_prob, g):
-        codec = _choice(cfg.codecs, g)
-        rate = torch.tensor([_u(*cfg.codec_bitrate, g)])
-        f = (codec_compress((f.clamp(0, 1) * 2 - 1).transpose(0, 1)[None], None, codec, rate)[0]
-             .transpose(0, 1) + 1) / 2
-    return (f.clamp(0, 1) * 255).round() / 255
+        name = _choice(cfg.codecs, g)
+        codec = (name, _u(*cfg.codec_bitrate, g))
+    return f, codec
+
+
+def _codec(frames: torch.Tensor, codec: tuple[str, float] | None) -> torch.Tensor:
+    """A clip's LR frames (T, C, h, w) in [0, 1] through its video codec (None: unchanged), rounded to 8 bits."""
+    if codec is not None:
+        video = (frames.clamp(0, 1) * 2 - 1).transpose(0, 1)[None]
+        frames = (codec_compress(video, None, codec[0], torch.tensor([codec[1]]))[0].transpose(0, 1) + 1) / 2
+    return (frames.clamp(0, 1) * 255).round() / 255
 
 
 def real_degrade(hr: torch.Tensor, scale: int, cfg: RealDegradeConfig, fallback_mode: str = "area",
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None = None, noise_generator: torch.Generator | None = None,
+                 jpeg_backend: str = "pil", codec_threads: int = 1) -> torch.Tensor:
     """HR clips (B, C, T, H, W) in [-1, 1] -> LR (B, C, T, H/scale, W/scale) in [-1, 1]; each clip is degraded
-    by the pipeline with probability cfg.prob (one parameter set for all its frames), else plainly downsampled."""
+    by the pipeline with probability cfg.prob (one parameter set for all its frames), else plainly downsampled.
+    The batch's video codecs run last, over `codec_threads` host threads (they are the pipeline's last step)."""
     b, c, t, h, w = hr.shape
     if h % scale or w % scale:
         raise ValueError(f"frame size {(h, w)} is not divisible by {scale}: crop or resize first")
@@ -190,12 +205,15 @@ def real_degrade(hr: torch.Tensor, scale: int, cfg: RealDegradeConfig, fallback_
     if cfg.codec_prob > 0 and (lr_size[0] % 2 or lr_size[1] % 2):
         raise ValueError(f"video compression needs an even LR size, got {lr_size}: crop, or set degrade.real."
                          "codec_prob=0")
-    out = []
+    out, degraded = [], []
     for i in range(b):
         if _p(cfg.prob, generator):
-            frames = (hr[i].transpose(0, 1).float().cpu() + 1) / 2  # (T, C, H, W) in [0, 1]
-            lr = degrade_clip(frames, lr_size, cfg, generator).transpose(0, 1) * 2 - 1
-            out.append(lr.to(hr))
+            frames = (hr[i].transpose(0, 1).float() + 1) / 2  # (T, C, H, W) in [0, 1]
+            out.append(degrade_clip(frames, lr_size, cfg, generator, noise_generator, jpeg_backend))
+            degraded.append(i)
         else:
             out.append(downsample(hr[i:i + 1], scale, fallback_mode)[0])
+    coded = map_clips(lambda j: _codec(*out[degraded[j]]), len(degraded), codec_threads)
+    for i, frames in zip(degraded, coded):
+        out[i] = (frames.transpose(0, 1) * 2 - 1).to(hr)
     return torch.stack(out)

@@ -1,4 +1,4 @@
-"""One ×2 stage of the cascaded video upsampler (`upsampler_module[i]`): bilinear + residual generator G.
+"""One ×2 stage of the cascaded video upsampler (`upsampler_module[i]`): bilinear (or bicubic) + residual generator G.
 
 Running a trained stage (noise augmentation, tiling, clamp) is `wantrain.inference.cascade.upsample`.
 """
@@ -80,7 +80,8 @@ class SpatioTemporalBlock(nn.Module):
 
 
 class UpsampleStage(nn.Module):
-    """One ×2 stage: video (B, 3, T, h, w) -> (B, 3, T, 2h, 2w) = bilinear(x) + G(x)."""
+    """One ×2 stage: video (B, 3, T, h, w) -> (B, 3, T, 2h, 2w) = skip(x) + G(x), skip bilinear (BasicVSR,
+    RealBasicVSR) or bicubic (then a fresh stage is the bicubic baseline itself)."""
 
     scale = 2
 
@@ -99,6 +100,7 @@ class UpsampleStage(nn.Module):
         zero_init_last: bool = True,
         gradient_checkpointing: bool = False,
         in_size: int | None = None,
+        skip: str = "bilinear",
     ) -> None:
         super().__init__()
         # constructor arguments: an export's config.json rebuilds the stage from them (`config_node`)
@@ -106,9 +108,12 @@ class UpsampleStage(nn.Module):
             in_channels=in_channels, channels=channels, num_blocks=num_blocks, temporal_kernel=temporal_kernel,
             upsample=upsample, detail_channels=detail_channels, detail_blocks=detail_blocks, res_scale=res_scale,
             noise_conditioning=noise_conditioning, emb_dim=emb_dim, zero_init_last=zero_init_last,
-            gradient_checkpointing=gradient_checkpointing, in_size=in_size)
+            gradient_checkpointing=gradient_checkpointing, in_size=in_size, skip=skip)
         if upsample not in ("nearest", "pixelshuffle"):
             raise ValueError(f"upsample={upsample!r} is not supported: use 'nearest' or 'pixelshuffle'")
+        if skip not in ("bilinear", "bicubic"):
+            raise ValueError(f"skip={skip!r} is not supported: use 'bilinear' or 'bicubic'")
+        self.skip = skip
         self.in_channels = in_channels
         self.in_size = in_size
         self.gradient_checkpointing = gradient_checkpointing
@@ -129,7 +134,7 @@ class UpsampleStage(nn.Module):
         self.conv_hr = nn.Conv2d(channels, dch, 3, padding=1)
         self.detail_enhancer = nn.ModuleList(ResidualBlock(dch, None, res_scale) for _ in range(detail_blocks))
         self.conv_out = nn.Conv2d(dch, in_channels, 3, padding=1)
-        if zero_init_last:  # a fresh stage is exactly bilinear upsampling
+        if zero_init_last:  # a fresh stage is exactly its skip (bilinear / bicubic upsampling)
             nn.init.zeros_(self.conv_out.weight)
             nn.init.zeros_(self.conv_out.bias)
 
@@ -178,7 +183,7 @@ class UpsampleStage(nn.Module):
             raise ValueError(f"UpsampleStage expects (B, {self.in_channels}, T, H, W), got {tuple(x.shape)}")
         b, c, t, h, w = x.shape
         frames = x.transpose(1, 2).reshape(b * t, c, h, w)  # (B*T, 3, h, w)
-        base = F.interpolate(frames, scale_factor=2, mode="bilinear", align_corners=False)
+        base = F.interpolate(frames, scale_factor=2, mode=self.skip, align_corners=False)
         y = base + self.generator(frames, t, noise_level)
         y = y.view(b, t, c, 2 * h, 2 * w).transpose(1, 2)  # (B, 3, T, 2h, 2w)
         return y[:, :, 0] if image else y

@@ -9,6 +9,7 @@ goes through the LightningOptimizer; discriminator steps go through the same str
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 
-from wantrain.degradations.pairs import PairTransform, make_pair
+from wantrain.degradations.pairs import PairTransform, make_pair, pair_generator
 from wantrain.degradations.pipeline import DegradeConfig
 from wantrain.errors import WantrainError
 from wantrain.evaluation.upsampler import bicubic, comparison_frames, sr_metrics
@@ -78,8 +79,12 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         seed: int = 0,
         max_nonfinite_steps: int = 10,
         trainable: list[str] | None = None,
+        make_pairs: str = "workers",
     ) -> None:
         super().__init__()
+        if make_pairs not in ("workers", "step"):
+            raise WantrainError(f"model.make_pairs={make_pairs!r}: use workers (DataLoader workers, on the host) or "
+                                "step (in the training step, on its device)")
         if int(stage) < 1:
             raise WantrainError(f"model.stage={stage}: cascade stages count from 1 (sr_stage1 maps 64 -> 128 px)")
         usm = _plain(usm)  # USM-sharpened HR: LR source and content-loss target (Real-ESRGAN); None: off
@@ -125,7 +130,7 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         trainer = attached_trainer(self)
         datamodule = trainer.datamodule if trainer is not None else None
         self.preflight_unless_done(datamodule, trainer)
-        if stage == "fit" and hasattr(datamodule, "train_transform"):  # degradations in the loader's workers
+        if stage == "fit" and hasattr(datamodule, "train_transform"):  # pairs (or their seeds) from the workers
             datamodule.train_transform = self.pair_transform()
 
     def check_run(self, datamodule: Any, trainer: pl.Trainer | None) -> None:
@@ -173,7 +178,7 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         if h % 2 or w % 2:
             raise WantrainError(f"data.resolution={resolution} is the HR size of a ×2 stage: use an even size")
 
-    def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator,
+    def make_pair(self, video: torch.Tensor, train: bool, generator: torch.Generator, codec_threads: int = 1,
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """HR clip (B, 3, T, H, W) -> (LR, noise level (B,), HR after cropping, the content loss's target): the
         stage's `degradations.pairs.make_pair` (validation degrades the plain HR, a real input). Training pairs are
@@ -181,7 +186,7 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         h, w = video.shape[-2:]
         self.check_clip_size(h, w)
         crop = self.hparams.crop_size if train else self.val_cfg["crop_size"]
-        return make_pair(video, self.degrade_cfg, generator, train, crop, self.hparams.usm)
+        return make_pair(video, self.degrade_cfg, generator, train, crop, self.hparams.usm, codec_threads)
 
     def check_clip_size(self, h: int, w: int) -> None:
         """One line when the clips are not this stage's HR size; remembers the size for export."""
@@ -191,8 +196,16 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         self._hr_size = (int(h), int(w))
 
     def pair_transform(self) -> PairTransform:
-        """The training pairs as a DataLoader-worker transform (setup hands it to the data module)."""
-        return PairTransform(self.degrade_cfg, self.hparams.crop_size, self.hparams.usm)
+        """The training pairs as a DataLoader-worker transform (setup hands it to the data module); with
+        `make_pairs=step` it only seeds each batch's pair, which the step makes on its device."""
+        return PairTransform(self.degrade_cfg, self.hparams.crop_size, self.hparams.usm,
+                             in_step=self.hparams.make_pairs == "step")
+
+    def codec_threads(self) -> int:
+        """Host threads for the video codecs of pairs made in the step: this process's share of its CPUs."""
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        trainer = attached_trainer(self)
+        return max(1, cpus // max(1, int(getattr(trainer, "num_devices", 1) or 1)))
 
     # --- training -----------------------------------------------------------------------------------
 
@@ -211,6 +224,9 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         if "lr" in batch:  # made by the DataLoader worker (pair_transform)
             lr, level, hr = batch["lr"], batch["level"], batch["video"]
             target = batch.get("target", hr)  # (the clip size was checked at start: preflight, data.resolution)
+        elif "pair_seed" in batch:  # make_pairs=step: the worker's seed, the pair made here on the step's device
+            lr, level, hr, target = self.make_pair(batch["video"], True, pair_generator(batch["pair_seed"]),
+                                                   self.codec_threads())
         else:
             lr, level, hr, target = self.make_pair(batch["video"], True, self._generator(self.batches))
         gan_on = self.phase == "gan"
