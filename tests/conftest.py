@@ -144,3 +144,53 @@ def torch_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = {f"features.{k}": v for k, v in make_layers(cfgs["E"]).state_dict().items()}
     torch.save(state, folder / VGG19_FILE)
     return home
+
+
+def _byte_level_vocab() -> dict[str, int]:
+    """A CLIP BPE vocabulary for no merges: every byte symbol alone and word-final, plus the special tokens."""
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    symbols = list(bytes_to_unicode().values())
+    tokens = symbols + [s + "</w>" for s in symbols] + ["<|startoftext|>", "<|endoftext|>"]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+@pytest.fixture(scope="session")
+def metric_nets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny random networks in the released layouts for the video-quality metrics: a CLIP folder (CLIPModel +
+    CLIPProcessor, as openai/clip-vit-base-patch32), a DINO ViT folder (as facebook/dino-vitb16) and torchvision
+    raft_small weights (.pth)."""
+    import torch
+    from torchvision.models.optical_flow import raft_small
+    from transformers import (
+        CLIPConfig,
+        CLIPImageProcessor,
+        CLIPModel,
+        CLIPProcessor,
+        CLIPTokenizer,
+        ViTConfig,
+        ViTImageProcessor,
+        ViTModel,
+    )
+
+    root = tmp_path_factory.mktemp("metric_nets")
+    torch.manual_seed(0)
+    vocab = _byte_level_vocab()
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    special = {"bos_token_id": vocab["<|startoftext|>"], "eos_token_id": vocab["<|endoftext|>"],
+               "pad_token_id": vocab["<|endoftext|>"]}
+    config = CLIPConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+                     "num_attention_heads": 2, "max_position_embeddings": 77, **special},
+        vision_config={"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "image_size": 32, "patch_size": 8},
+        projection_dim=16)
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    CLIPModel(config).save_pretrained(root / "clip")
+    CLIPProcessor(image_processor=images, tokenizer=tokenizer).save_pretrained(root / "clip")
+    vit = ViTConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
+                    patch_size=8)
+    ViTModel(vit, add_pooling_layer=False).save_pretrained(root / "dino")
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(root / "dino")
+    torch.save(raft_small(weights=None, progress=False).state_dict(), root / "raft_small.pth")
+    return {"clip": root / "clip", "dino": root / "dino", "raft": root / "raft_small.pth"}

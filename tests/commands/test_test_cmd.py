@@ -30,7 +30,7 @@ def read_metrics(tmp_path) -> dict:
     return json.loads(files[0].read_text())
 
 
-def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path, capsys):
+def test_diffusion_checkpoint_metrics_with_fvd_and_video_quality(stages, metric_nets, tmp_path, capsys):
     from wantrain.evaluation.fvd import build_i3d
 
     torch.manual_seed(0)
@@ -38,9 +38,18 @@ def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path, capsys):
     torch.save(build_i3d().state_dict(), weights)
     code = run_main(test_command(f"ckpt={stages['base']}", "data.num_workers=0", "data.val_batch_size=2",
                                  "limit_batches=1", "diffusion.num_videos=2", "diffusion.steps=2",
-                                 f"diffusion.i3d_weights={weights}", "out=copy.json"), tmp_path)
+                                 f"diffusion.i3d_weights={weights}", "out=copy.json",
+                                 f"diffusion.video_metrics.clip={metric_nets['clip']}",
+                                 f"diffusion.video_metrics.dino={metric_nets['dino']}",
+                                 f"diffusion.video_metrics.raft={tmp_path}/raft_large.pth"), tmp_path)
     assert code == 0
-    stdout = capsys.readouterr().out
+    out = capsys.readouterr()
+    stdout = out.out
+    # the missing RAFT file: one line, its metrics run on the weight-free flow instead
+    said = [line for line in (out.err + stdout).splitlines() if "video metrics" in line]
+    assert len(said) == 1 and said[0].endswith(
+        f"video metrics: raft weights not loaded (no file or folder at {tmp_path}/raft_large.pth): "
+        "motion_smoothness, dynamic_degree, flow_top5 use Lucas-Kanade flow"), said
     report = read_metrics(tmp_path)
     assert report["model"] == "diffusion" and report["weights"] == "ema" and report["global_step"] == 3
     assert "stage" not in report  # "stage" means only a cascade ×2 stage
@@ -51,6 +60,13 @@ def test_diffusion_checkpoint_metrics_with_fvd(stages, tmp_path, capsys):
     assert m["fvd"] > 0 and m["tdiff_real"] > 0
     assert "first_frame_psnr" in stdout and "loss_t3" in stdout  # the printed table
     assert json.loads((tmp_path / "copy.json").read_text()) == report
+    quality = ("clip_score", "clip_frame_similarity", "background_consistency", "subject_consistency",
+               "dino_frame_similarity", "dynamic_degree", "motion_smoothness", "flow_top5")
+    assert all(math.isfinite(m[k]) for k in quality) and 0 <= m["dynamic_degree"] <= 1
+    sources = report["metric_weights"]
+    assert sources["clip_score"] == f"clip: {metric_nets['clip']}" and sources["subject_consistency"].startswith("dino")
+    assert sources["dynamic_degree"] == "lucas-kanade (no weights)"
+    assert "clip_score" in stdout and "clip:" in stdout  # each row says which weights it used
 
 
 def test_upsampler_checkpoint_metrics_vs_bicubic(stages, tmp_path, capsys):

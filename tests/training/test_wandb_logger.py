@@ -18,13 +18,19 @@ def fit(wantrain_cli, data_dir, tmp_path, env, *extra):
 
 
 @pytest.mark.slow
-def test_offline_run_has_scalars_and_videos_and_resumes_the_same_run(wantrain_cli, data_dir, tmp_path):
-    _, run_dir = fit(wantrain_cli, data_dir, tmp_path, {"WANDB_MODE": "offline"})
+def test_offline_run_has_scalars_and_videos_and_resumes_the_same_run(wantrain_cli, data_dir, metric_nets, tmp_path):
+    result, run_dir = fit(wantrain_cli, data_dir, tmp_path, {"WANDB_MODE": "offline"},
+                          "model.video_metrics.every_n_validations=1",
+                          f"model.video_metrics.clip={metric_nets['clip']}",
+                          f"model.video_metrics.dino={metric_nets['dino']}")
     run_id = (run_dir / "wandb_run_id").read_text().strip()
     (offline,) = run_dir.glob(f"wandb/offline-run-*-{run_id}")
     record = next(offline.glob("run-*.wandb")).read_bytes()
-    for key in (b"train/loss", b"val/loss", b"val/sample_psnr", b"lr-AdamW"):
+    for key in (b"train/loss", b"val/loss", b"val/sample_psnr", b"lr-AdamW", b"val/clip_score",
+                b"val/subject_consistency", b"val/background_consistency", b"val/clip_frame_similarity",
+                b"val/dynamic_degree", b"val/motion_smoothness"):  # the video-quality metrics of the EMA samples
         assert key in record, key
+    assert f"clip_score <- clip: {metric_nets['clip']}" in result.stdout + result.stderr  # the weights, said once
     assert list(offline.glob("files/media/videos/val/*.mp4"))
 
     fit(wantrain_cli, data_dir, tmp_path, {"WANDB_MODE": "offline"}, "trainer.max_steps=6")

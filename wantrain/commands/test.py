@@ -38,6 +38,7 @@ def test_diffusion(cfg: DictConfig, saved: SavedModel, data: dict[str, Any]) -> 
     """Loss per timestep bucket, first-frame PSNR, temporal consistency (+ FVD) in plain PyTorch."""
     from wantrain.evaluation.diffusion import evaluate_diffusion
     from wantrain.evaluation.fvd import load_i3d
+    from wantrain.evaluation.video_quality import VideoQuality
     from wantrain.inference.base import BaseModel
 
     d = cfg.diffusion
@@ -46,10 +47,14 @@ def test_diffusion(cfg: DictConfig, saved: SavedModel, data: dict[str, Any]) -> 
     i3d = load_i3d(d.i3d_weights, device) if d.i3d_weights else None
     settings = model.settings(sampler=d.sampler, num_steps=d.steps, text_scale=d.text_scale,
                               image_scale=d.image_scale, eta=d.eta)
+    video_metrics = OmegaConf.to_container(d.video_metrics, resolve=True) if d.get("video_metrics") else {}
+    if not video_metrics.get("fps") and isinstance(data.get("fps"), (int, float)):  # the clips' rate, if one
+        video_metrics["fps"] = data["fps"]
+    quality = VideoQuality(**video_metrics, device=str(device))
     loader = instantiate(data).test_dataloader()
     metrics = evaluate_diffusion(model, loader, num_videos=int(d.num_videos), seed=int(cfg.seed),
-                                 limit_batches=cfg.limit_batches, i3d=i3d, **settings)
-    return {"metrics": metrics, "settings": settings}
+                                 limit_batches=cfg.limit_batches, i3d=i3d, quality=quality, **settings)
+    return {"metrics": metrics, "settings": settings, "metric_weights": quality.weights(metrics)}
 
 
 def test_upsampler(cfg: DictConfig, saved: SavedModel, data: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +100,7 @@ def run(cfg: DictConfig, action: str | None = None) -> None:
     if saved.kind != DIFFUSION:
         report["stage"] = int(saved.config["stage"])
     title = f"wantrain test: {what}, {saved.weights_kind} weights, {Path(saved.source).name}"
-    print_metrics(title, result["metrics"], result.get("baseline"))
+    print_metrics(title, result["metrics"], result.get("baseline"), result.get("metric_weights"))
     paths = [write_json(Path(cfg.run_dir) / "metrics.json", report)]
     if cfg.out:
         paths.append(write_json(cfg.out, report))

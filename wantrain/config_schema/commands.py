@@ -12,6 +12,7 @@ from typing import Any
 
 from wantrain.config_schema.data import DataOptions, Shards, SyntheticOptions
 from wantrain.config_schema.run import RunOptions
+from wantrain.evaluation.quality_options import VideoMetricsOptions
 from wantrain.schema import borrowed, option
 
 # `device`: what wantrain.ranks.pick_device (torch.device) takes
@@ -134,6 +135,8 @@ class EvalDiffusion:
     image_scale: float | None = borrowed(_sampling, "image_scale", _checkpoints("image_scale"))
     eta: float | None = borrowed(_sampling, "eta", _checkpoints("eta"))
     i3d_weights: str | None = option(None, "path of i3d_pretrained_400.pt (Inception-I3D): adds FVD")
+    video_metrics: VideoMetricsOptions = option(doc="networks of the video-quality metrics (CLIP score, consistency, "
+                                                    "motion; docs/evaluation.md)", factory=VideoMetricsOptions)
     text_encoder: str | None = option(None, "null: the text encoder path saved in the checkpoint")
     image_encoder: str | None = option(None, "null: the image encoder path saved in the checkpoint")
 

@@ -10,6 +10,7 @@ from typing import Any
 from wantrain.degradations.pipeline import DegradeConfig
 from wantrain.diffusion.cond_aug import CondAug
 from wantrain.diffusion.sampling import SamplingOptions, VideoOptions
+from wantrain.evaluation.quality_options import VideoMetricsOptions
 from wantrain.losses.adversarial import GANSchedule
 from wantrain.schema import option
 
@@ -52,6 +53,15 @@ class DiffusionOptions:
     max_nonfinite_steps: int = option(10, "stop after this many NaN/inf steps in a row", ge=1)
     trainable: list[str] | None = option(None, "module-name patterns that train (null: all)")
     weight_decay_exclude: list[str] | None = option(None, "no weight decay on these module names")
+    video_metrics: TrainingVideoMetrics | None = option(None, "video-quality metrics of the EMA samples (val/...)")
+
+
+@dataclass
+class TrainingVideoMetrics(VideoMetricsOptions):
+    """`model.video_metrics`: the video-quality metrics (CLIP score, consistency, motion, ...) of the EMA samples of
+    the kept validation clips, logged as val/<metric>."""
+
+    every_n_validations: int = option(0, "every this many validations (0: off)", ge=0)
 
 
 @dataclass

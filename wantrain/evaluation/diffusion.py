@@ -12,6 +12,7 @@ from torch import nn
 from wantrain.diffusion.space import PixelSpace
 from wantrain.evaluation.fvd import fvd
 from wantrain.evaluation.video_metrics import first_frame_psnr, psnr, temporal_difference, temporal_jump
+from wantrain.evaluation.video_quality import VideoQuality
 from wantrain.inference.base import BaseModel
 
 
@@ -28,11 +29,12 @@ def bucket_losses(model: BaseModel, batch: dict[str, Any], batch_idx: int) -> to
 
 def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_videos: int = 8, seed: int = 0,
                        limit_batches: int | None = None, i3d: nn.Module | None = None,
-                       **sampling: Any) -> dict[str, float]:
+                       quality: VideoQuality | None = None, **sampling: Any) -> dict[str, float]:
     """Metrics over the batches (B, 3, T, H, W): `loss`, `loss_t{i}`, and on the first `num_videos` clips
-    `first_frame_psnr`, `sample_psnr`, `tdiff`, `tdiff_real`, `tdiff_ratio`, `tdiff_jump` (+ `fvd`)."""
+    `first_frame_psnr`, `sample_psnr`, `tdiff`, `tdiff_real`, `tdiff_ratio`, `tdiff_jump` (+ `fvd`, + the
+    video-quality metrics of `quality`: CLIP score, consistency, motion, ...)."""
     buckets = model.model.timestep_buckets
-    losses, made, real, images = [], [], [], []
+    losses, made, real, images, captions = [], [], [], [], []
     n_made = 0
     for batch_idx, batch in enumerate(batches):
         if limit_batches is not None and batch_idx >= limit_batches:
@@ -45,6 +47,7 @@ def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_
             made.append(model.generate(image, list(batch["caption"][:take]), seeds, **sampling).float().cpu())
             real.append(batch["video"][:take].float())
             images.append(image.float())
+            captions += list(batch["caption"][:take])
             n_made += take
     if not losses:
         raise ValueError("the evaluation shards gave no batch")
@@ -67,4 +70,6 @@ def evaluate_diffusion(model: BaseModel, batches: Iterable[dict[str, Any]], num_
             metrics["sample_psnr_vs_recon"] = psnr(gen, recon).mean().item()
         if i3d is not None:
             metrics["fvd"] = fvd(i3d, gt, gen)
+        if quality is not None:
+            metrics.update(quality(gen.to(model.device), img.to(model.device), captions))
     return metrics

@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 
-def print_metrics(title: str, metrics: dict[str, float], baseline: dict[str, float] | None = None) -> None:
-    """Print `metric | value [| baseline]` rows."""
+def print_metrics(title: str, metrics: dict[str, float], baseline: dict[str, float] | None = None,
+                  sources: dict[str, str] | None = None) -> None:
+    """Print `metric | value [| baseline] [| weights]` rows; `sources`: the weights behind a metric (or why it was
+    skipped: such metrics get a row without a value)."""
     import rich
     from rich.table import Table
 
@@ -17,10 +19,15 @@ def print_metrics(title: str, metrics: dict[str, float], baseline: dict[str, flo
     table.add_column("value", justify="right")
     if baseline:
         table.add_column("bicubic", justify="right")
-    for name, value in metrics.items():
-        row = [name, f"{value:.4g}"]
+    if sources:
+        table.add_column("weights")
+    skipped = {k: None for k in (sources or {}) if k not in metrics}
+    for name, value in {**metrics, **skipped}.items():
+        row = [name, "" if value is None else f"{value:.4g}"]
         if baseline:
             row.append(f"{baseline[name]:.4g}" if name in baseline else "")
+        if sources:
+            row.append(sources.get(name, ""))
         table.add_row(*row)
     rich.print(table)
 

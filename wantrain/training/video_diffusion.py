@@ -26,6 +26,7 @@ from wantrain.training.lightning_private import attached_trainer, ddp_finds_unus
 from wantrain.training.param_groups import decay_groups
 from wantrain.training.preflight import PreflightOnce
 from wantrain.training.sample_videos import SampleVideo, SampleVideos, side_by_side
+from wantrain.training.video_quality_metrics import VideoQualityMetrics
 
 
 class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
@@ -60,6 +61,7 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         cond_aug: dict[str, Any] | None = None,
         weight_decay_exclude: list[str] | None = None,
         net: nn.Module | None = None,
+        video_metrics: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if conditioning not in ("live", "cached"):
@@ -93,6 +95,10 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         self.sampling = dict(sampling or {})
         self.sample_videos = SampleVideos(self.sampling.get("every_n_steps", 0), **self.sampling.pop("video", {}))
         self.val_examples: dict[str, Any] | None = None  # the first validation batch's clips, for sample videos
+        self._samples: tuple[Any, torch.Tensor] | None = None  # their EMA samples at one step (sampled_examples)
+        metrics = dict(video_metrics or {})  # model.video_metrics: val/<metric> of those samples every N validations
+        self.video_metrics = (VideoQualityMetrics(**metrics) if int(metrics.get("every_n_validations") or 0) > 0
+                              else None)
 
     @property
     def unet(self) -> nn.Module | None:
@@ -278,13 +284,22 @@ class VideoDiffusionModule(PreflightOnce, GuardedEMAModule):
         self.log_buckets("val", losses, t, sync_dist=True)
 
     def configure_callbacks(self) -> list[pl.Callback]:
-        """Sample videos every `model.sampling.every_n_steps` (`model.sampling.video`: fps, folder)."""
-        return [self.sample_videos]
+        """Video-quality metrics every `model.video_metrics.every_n_validations`, then sample videos every
+        `model.sampling.every_n_steps` (`model.sampling.video`: fps, folder); in this order, as the sample videos
+        let go of the kept clips."""
+        return [self.video_metrics, self.sample_videos] if self.video_metrics else [self.sample_videos]
+
+    def sampled_examples(self, examples: dict[str, Any]) -> torch.Tensor:
+        """The EMA samples (B, 3, T, H, W) of the kept validation clips, made once per validation and step."""
+        key = (self.global_step, id(examples))
+        if self._samples is None or self._samples[0] != key:
+            self._samples = (key, self.generate(examples))
+        return self._samples[1]
 
     def sample_video(self, examples: dict[str, Any]) -> SampleVideo:
         """Sample the kept validation clips from their first frames + captions (EMA weights), log their PSNR, and
         lay them out as truth | sample (called by the `SampleVideos` callback on every rank)."""
-        videos = self.generate(examples)
+        videos = self.sampled_examples(examples)
         truth = examples["video"].to(videos.device)
         self.log("val/sample_psnr", psnr(videos, truth).mean(), batch_size=videos.shape[0], sync_dist=True)
         if self.hparams.space == "latent":  # against the VAE's own reconstruction: the diffusion model alone
