@@ -83,7 +83,7 @@ class MUSIQScore:
         try:
             from pyiqa.archs.musiq_arch import MUSIQ
         except ImportError:
-            raise ImportError("imaging quality needs pyiqa's MUSIQ: pip install pyiqa") from None
+            raise ImportError("imaging quality needs pyiqa's MUSIQ: pip install pyiqa (or -e '.[quality]')") from None
         self.path, self.device = str(path), torch.device(device)
         self.model = MUSIQ(pretrained_model_path=self.path).eval().to(self.device)
 
