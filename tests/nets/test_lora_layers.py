@@ -44,7 +44,7 @@ def test_lora_on_convs_merges_and_round_trips(tmp_path) -> None:
         path = save_lora(adapters, lora_settings(2, alpha=4, target_modules=TARGETS), tmp_path / "lora.safetensors")
         merge_lora(unet)
         assert not has_lora(unet) and all("base_layer" not in n for n, _ in unet.named_parameters())
-        torch.testing.assert_close(unet(*x), out, rtol=0, atol=1e-5)  # merged == unmerged
+        torch.testing.assert_close(unet(*x), out, rtol=1e-5, atol=1e-5)  # merged == unmerged (fp32 sums reordered)
 
         settings, state = read_lora(path)
         other = adapted(seed=1)  # same base, other adapters
