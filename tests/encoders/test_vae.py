@@ -101,9 +101,9 @@ def test_chunked_decode_equals_one_shot(vae_dir, kind):
     z = torch.randn(2, 4, 4 if kind == "wan" else 5, 4, 4)  # wan: 4 latent frames -> 13 frames
     ref = FrozenVAE(vae_dir / kind, kind=kind, decode_chunk=1000).decode(z)
     assert ref.shape[2] == (13 if kind == "wan" else 5)
-    for chunk in (1, 2, 3):
+    for chunk in (1, 2, 3):  # fp32 conv kernels block differently by batch size: 1.04e-5 measured on an AMD EPYC
         torch.testing.assert_close(FrozenVAE(vae_dir / kind, kind=kind, decode_chunk=chunk).decode(z), ref,
-                                   atol=1e-5, rtol=1e-5)
+                                   atol=5e-5, rtol=1e-5)
     vae = FrozenVAE(vae_dir / kind, kind=kind)
     one_shot = _raw_decode(vae, z * vae.latents_std + vae.latents_mean)  # diffusers' own (per-frame causal) decode
     torch.testing.assert_close(ref, one_shot, atol=1e-5, rtol=1e-5)

@@ -170,7 +170,6 @@ def test_short_training_beats_bicubic_on_held_out_clips(compose, data_dir, tmp_p
     cfg = compose("+experiment=sr_tiny", f"paths.data_dir={data_dir}", "data.num_workers=0",
                   "trainer.max_steps=150", "data.samples_per_epoch=600", "trainer.limit_val_batches=8",
                   "model.gan.warmup_batches=120", "model.gan.ramp_batches=30", "model.ema_decay=0.9", "logger=csv",
-                  "model.degrade.real=null",  # clean pairs: the learning check (with degradations: bench quality)
                   "callbacks.model_checkpoint.every_n_train_steps=0", "run_name=psnr", root=tmp_path)
     model, trainer = fit(cfg)
     # validation ran at the end of the (single) epoch on val-00000.tar, clips never seen in training
@@ -179,7 +178,9 @@ def test_short_training_beats_bicubic_on_held_out_clips(compose, data_dir, tmp_p
           f"Y: SR {float(trainer.callback_metrics['val/psnr_y']):.2f} dB, "
           f"bicubic {float(trainer.callback_metrics['val/psnr_y_bicubic']):.2f} dB")
     assert model.phase == "gan"
-    assert psnr > bicubic + 0.5  # measured: +1.0 dB (36.2 vs 35.2)
+    # validation degrades as training does (sr_tiny's blur + noise); measured: +0.93 dB (34.87 vs 33.94; +0.42 after
+    # 80 batches)
+    assert psnr > bicubic + 0.5
 
 
 def test_checkpoint_resumes_optimizers_ema_and_counters(compose, data_dir, tmp_path):

@@ -87,7 +87,11 @@ def test_cached_embeddings_give_the_same_loss_as_live_encoders(compose, data_dir
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
-def test_one_batch_fits_on_cpu(tiny_cfg, precision):
+def test_one_batch_fits_on_cpu(tiny_cfg, compose, data_dir, tmp_path, precision):
+    if precision == "bf16-mixed":  # CPUs without AVX512-BF16 run bf16 convolutions on the slow reference path
+        tiny_cfg = compose(f"paths.data_dir={data_dir}", "data.num_workers=0", "data.batch_size=2",
+                           "data.samples_per_epoch=4", "data.num_frames=4", "data.resolution=16",
+                           "model.unet.model_channels=16", root=tmp_path)
     model = instantiate(tiny_cfg.model)
     trainer = pl.Trainer(accelerator="cpu", devices=1, precision=precision, fast_dev_run=True, logger=False,
                          enable_progress_bar=False, enable_model_summary=False)
@@ -221,11 +225,13 @@ def test_one_batch_of_the_full_size_experiment_fits_on_cpu(compose, data_dir, tm
 # steps (batch 4): i2v_tiny loss -92.6 %, 23.8 dB; i2v_flow_tiny -95.7 %, 27.0 dB; wan_tiny_i2v 150 steps 32.6 dB,
 # 300 steps 37.4 dB; i2v_latent_tiny -94.8 %, 32.2 dB (the bars: loss -90 %, PSNR above the bar and 10 dB above
 # the untrained model's)
+# frames, size, steps, batch, PSNR bar. Batch 2 where measured enough: i2v_flow_tiny -95.5 % loss, 27.4 dB;
+# wan_tiny_i2v -95.2 %, 32.0 dB (with batch 2 i2v_tiny falls 89.7 %, i2v_latent_tiny 89.0 %: short of the 90 % bar)
 OVERFIT = {
-    "i2v_tiny": (8, 16, 200, 20.0),  # DDPM (v-prediction) in pixels, DDIM sampling
-    "i2v_flow_tiny": (8, 16, 200, 20.0),  # flow matching in pixels, Euler sampling
-    "i2v_latent_tiny": (9, 32, 200, 20.0),  # flow matching on a tiny random Wan VAE's latents (3x4x4): vs the clip's
-    "wan_tiny_i2v": (9, 32, 200, 30.0),  # the Wan DiT backbone from a diffusers folder, UniPC (issue 27: 30 dB)
+    "i2v_tiny": (8, 16, 200, 4, 20.0),  # DDPM (v-prediction) in pixels, DDIM sampling
+    "i2v_flow_tiny": (8, 16, 200, 2, 20.0),  # flow matching in pixels, Euler sampling
+    "i2v_latent_tiny": (9, 32, 200, 4, 20.0),  # flow matching on a tiny random Wan VAE's latents (3x4x4): vs the clip's
+    "wan_tiny_i2v": (9, 32, 200, 2, 30.0),  # the Wan DiT backbone from a diffusers folder, UniPC (issue 27: 30 dB)
 }
 
 
@@ -238,14 +244,15 @@ def test_overfitting_one_clip_reproduces_it_from_its_first_frame_and_caption(exp
     objective, targets and sampler agree."""
     from wantrain.data.synthetic import write_synthetic_dataset
 
-    frames, size, steps, min_psnr = OVERFIT[experiment]
+    frames, size, steps, batch_size, min_psnr = OVERFIT[experiment]
     if experiment.startswith("wan"):
         request.getfixturevalue("wan_dir")  # the tiny diffusers folder the experiment starts from
     write_synthetic_dataset(tmp_path / "one", num_clips=1, num_val_clips=1, shard_size=1, num_frames=frames, size=size)
     shard = f"{tmp_path}/one/train-00000.tar"
     cfg = compose(f"+experiment={experiment}", f"paths.data_dir={data_dir}", f"data.train_shards={shard}",
                   f"data.val_shards={shard}",
-                  f"data.num_frames={frames}", f"data.resolution={size}", "data.batch_size=4", "data.num_workers=0",
+                  f"data.num_frames={frames}", f"data.resolution={size}", f"data.batch_size={batch_size}",
+                  "data.num_workers=0",
                   "data.samples_per_epoch=1200", f"trainer.max_steps={steps}", "model.ema_decay=0.9",
                   "model.sampling.num_steps=25", root=tmp_path)
     torch.manual_seed(0)
