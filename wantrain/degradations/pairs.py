@@ -1,6 +1,6 @@
 """LR/HR training pairs of an upsampler stage: crop, optional unsharp-masked target, degradation. A pure function,
-and the same as a batch transform that DataLoader workers run (the degradations' JPEG / codec / resampling then
-never sit on the training step's critical path; BasicSR's paired datasets do the same for their fixed pipelines)."""
+run either by the DataLoader workers as a batch transform (off the training step's critical path, as RealBasicVSR's
+data pipeline) or in the training step on its device from the seed the worker drew (BasicSR's `feed_data`)."""
 
 from __future__ import annotations
 

@@ -112,15 +112,15 @@ class VideoQuality(VideoMetricsOptions):
         self.clip_net = self._load("clip", self.clip, CLIPFeatures, CLIP_METRICS)
         self.dino_net = self._load("dino", self.dino, DINOFeatures, DINO_METRICS)
         self.musiq_net = self._load("musiq", self.musiq, MUSIQScore, MUSIQ_METRICS)
-        raft = self._load("raft", self.raft, lambda p, d: load_raft(p, d), FLOW_METRICS, "use Lucas-Kanade flow")
+        raft = self._load("raft", self.raft, load_raft, FLOW_METRICS, fallback="Lucas-Kanade flow")
         self.flow_fn: FlowFn = raft if raft is not None else lucas_kanade
         if raft is None:
             self.sources.update(dict.fromkeys(FLOW_METRICS, "lucas-kanade (no weights)"))
 
     def _load(self, name: str, path: str | None, build: Any, metrics: tuple[str, ...],
-              instead: str = "skipped") -> Any:
+              fallback: str | None = None) -> Any:
         """The network at `path`, or None: one logged line when a path was given but nothing loads from it, and
-        its metrics are skipped (or, with `instead`, done without it)."""
+        its metrics are skipped (or, with a `fallback`, computed with that instead)."""
         if not path:
             return None
         try:
@@ -129,8 +129,9 @@ class VideoQuality(VideoMetricsOptions):
             net = build(path, self.device)
         except (OSError, ValueError, ImportError) as err:
             reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-            log.warning("video metrics: %s weights not loaded (%s): %s %s", name, reason, ", ".join(metrics), instead)
-            if instead == "skipped":
+            outcome = f"use {fallback}" if fallback else "skipped"
+            log.warning("video metrics: %s weights not loaded (%s): %s %s", name, reason, ", ".join(metrics), outcome)
+            if fallback is None:
                 self.skipped.update(dict.fromkeys(metrics, f"{name}: {reason}"))
             return None
         self.sources.update(dict.fromkeys(metrics, f"{name}: {path}"))

@@ -111,6 +111,7 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
         self.lpips_metric = LPIPSLoss(**dict(lp)) if lp else None
         self.lr_size = base_size * 2 ** (stage - 1) if base_size else None  # None: data.resolution / 2
         self._hr_size: tuple[int, int] | None = None  # frame size of the training clips (before crops)
+        self._codec_threads: int | None = None  # make_pairs=step: host threads of the codecs (codec_threads)
         # model.trainable: which generator parameters train (null: all); the rest frozen, out of the EMA (a pattern
         # that matches nothing raises ValueError naming it; `fit` prints it in one line)
         set_trainable(generator, trainable)
@@ -202,10 +203,13 @@ class UpsamplerModule(PreflightOnce, GuardedEMAModule):
                              in_step=self.hparams.make_pairs == "step")
 
     def codec_threads(self) -> int:
-        """Host threads for the video codecs of pairs made in the step: this process's share of its CPUs."""
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        trainer = attached_trainer(self)
-        return max(1, cpus // max(1, int(getattr(trainer, "num_devices", 1) or 1)))
+        """Host threads for the video codecs of pairs made in the step: this process's share of its CPUs (counted
+        once, at the first step that needs it)."""
+        if self._codec_threads is None:
+            cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            devices = int(getattr(attached_trainer(self), "num_devices", 1) or 1)
+            self._codec_threads = max(1, cpus // max(1, devices))
+        return self._codec_threads
 
     # --- training -----------------------------------------------------------------------------------
 
